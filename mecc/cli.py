@@ -1,0 +1,136 @@
+"""The `mecc` command: keys, database, rule packs, services, and running the whole system."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mecc.settings import Settings
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _database() -> Any:
+    from mecc.db import Database
+
+    return Database(_settings().database_url)
+
+
+@click.group()
+def main() -> None:
+    """MECC Prompts administration. Reads the same MECC_* settings as the server."""
+
+
+# ---------------------------------------------------------------- keys
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who the key is for, e.g. 'emis-web Y02345'.")
+@click.option("--organisation", required=True, help="ODS code, or '*' for all organisations.")
+@click.option("--scope", "scopes", multiple=True, required=True,
+              help="Repeat for each scope: events:write, prompts:read, prompts:write, "
+                   "rules:read, rules:write, reports:read, admin.")
+@click.option("--callback-host", "callback_hosts", multiple=True,
+              help="HOST[:PORT] this key's webhooks may reach (repeatable).")
+@click.option("--default-callback-url", default=None, help="Webhook URL for events without one.")
+@click.option("--json", "as_json", is_flag=True, help="Print {id, key, webhook_secret} as JSON.")
+def keys_create(name: str, organisation: str, scopes: tuple[str, ...],
+                callback_hosts: tuple[str, ...], default_callback_url: str | None,
+                as_json: bool) -> None:
+    """Create a key. It is shown once, here; only its hash is stored."""
+    from mecc import keys as key_service
+
+    db = _database()
+    try:
+        with db.session() as session:
+            created = key_service.create_key(
+                session, name=name, organisation=organisation, scopes=list(scopes),
+                callback_hosts=list(callback_hosts), default_callback_url=default_callback_url)
+            session.commit()
+    except key_service.KeyCreationError as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        db.dispose()
+    if as_json:
+        click.echo(json.dumps({"id": created.id, "key": created.key,
+                               "webhook_secret": created.webhook_secret}))
+        return
+    click.echo(f"id: {created.id}")
+    click.echo(f"webhook secret (shown once): {created.webhook_secret}")
+    click.echo("API key (shown once; store it now):")
+    click.echo(created.key)
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def keys_list(as_json: bool) -> None:
+    """List keys (never their secrets)."""
+    from mecc import keys as key_service
+
+    db = _database()
+    with db.session() as session:
+        rows = [{"id": k.id, "name": k.name, "organisation": k.organisation,
+                 "scopes": k.scopes, "callback_hosts": k.callback_hosts,
+                 "created_at": k.created_at.isoformat(),
+                 "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
+                for k in key_service.list_keys(session)]
+    db.dispose()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        state = "revoked" if row["revoked_at"] else "active"
+        click.echo(f"{row['id']}  {state:7}  {row['organisation']:8}  {row['name']}  "
+                   f"[{' '.join(row['scopes'])}]")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by id (it stops working within seconds)."""
+    from mecc import keys as key_service
+
+    db = _database()
+    with db.session() as session:
+        when = key_service.revoke_key(session, key_id)
+        session.commit()
+    db.dispose()
+    if when is None:
+        raise click.ClickException(f"no key with id {key_id}")
+    click.echo(f"revoked {key_id} at {when.isoformat()}")
+
+
+# ---------------------------------------------------------------- database
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations (safe to run repeatedly)."""
+    from mecc.migrate import upgrade
+
+    upgrade(_settings().database_url)
+    click.echo("database is up to date")
+
+
+def _fail(message: str) -> None:
+    click.echo(message, err=True)
+    sys.exit(1)
+
+
+def _path(raw: str) -> Path:
+    path = Path(raw)
+    if not path.exists():
+        raise click.BadParameter(f"{raw} does not exist")
+    return path

@@ -1,0 +1,1 @@
+"""marshmallow schemas: they validate requests AND write the OpenAPI spec."""

@@ -1,0 +1,188 @@
+"""Fixtures: the real app on a real database (SQLite and PostgreSQL), keys, event bodies.
+
+Integration tests run once per backend. Each backend is migrated once per session; each test
+starts from empty tables (a copied SQLite file, or truncated PostgreSQL tables).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Keep generated secrets and SQLite files out of the checkout's var/.
+_VAR = tempfile.mkdtemp(prefix="mecc-test-var-")
+os.environ.setdefault("MECC_VAR_DIR", _VAR)
+os.environ.setdefault("MECC_SECRET_KEY", "test-secret-key")
+os.environ.setdefault("MECC_PSEUDONYM_KEY", "test-pseudonym-key")
+
+PG_ADMIN_DSN = os.environ.get("MECC_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres "
+                              "dbname=postgres connect_timeout=3")
+TEST_REDIS_URL = os.environ.get("MECC_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+REQUIRE_SERVICES = os.environ.get("MECC_REQUIRE_SERVICES") == "1"
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _unavailable(what: str, exc: Exception) -> None:
+    message = f"{what} is not reachable ({type(exc).__name__}: {exc})"
+    if REQUIRE_SERVICES:
+        pytest.fail(message + "; MECC_REQUIRE_SERVICES=1 makes this a failure")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this session, migrated once, dropped at the end."""
+    import psycopg
+
+    from mecc.migrate import upgrade
+
+    name = f"mecc_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True)
+    except psycopg.OperationalError as exc:
+        _unavailable("PostgreSQL", exc)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    params = dict(p.split("=", 1) for p in PG_ADMIN_DSN.split())
+    url = (f"postgresql+psycopg://{params.get('user', 'postgres')}@{params.get('host')}:"
+           f"{params.get('port', '5432')}/{name}")
+    upgrade(url)
+    yield url
+    from sqlalchemy import create_engine
+
+    create_engine(url).dispose()
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mecc.migrate import upgrade
+
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+def _truncate_all(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from mecc.db import Base
+
+    engine = create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        template = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "mecc.db"
+        shutil.copyfile(template, path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("pg_database")
+    _truncate_all(url)
+    return url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    import redis
+
+    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.flushdb()  # this test database only: never FLUSHALL, other things share Redis
+    except redis.RedisError as exc:
+        _unavailable("Redis", exc)
+    finally:
+        client.close()
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+def settings_overrides(database_url: str, tmp_path: Path) -> dict[str, Any]:
+    return {"database_url": database_url, "redis_url": TEST_REDIS_URL,
+            "var_dir": str(tmp_path), "secret_key": "test-secret-key",
+            "pseudonym_key": "test-pseudonym-key", "broker_timeout": 0.5}
+
+
+@pytest.fixture
+def app(settings_overrides: dict[str, Any]) -> Iterator[Any]:
+    from mecc import auth
+    from mecc.api import create_app
+
+    application = create_app(settings_overrides)
+    application.config["TESTING"] = True
+    yield application
+    auth.clear_cache()
+    application.extensions["mecc"].db.dispose()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+KeyFactory = Callable[..., str]
+
+
+@pytest.fixture
+def make_key(app: Any) -> KeyFactory:
+    """Create an API key in the app's database; returns the plaintext key."""
+    from mecc import keys
+
+    def factory(organisation: str = "Y02345", scopes: tuple[str, ...] = (
+            "events:write", "prompts:read", "prompts:write"), *,
+            callback_hosts: tuple[str, ...] = (), name: str = "test") -> str:
+        db = app.extensions["mecc"].db
+        with db.session() as session:
+            created = keys.create_key(session, name=name, organisation=organisation,
+                                      scopes=list(scopes), callback_hosts=list(callback_hosts))
+            session.commit()
+        return created.key
+
+    return factory
+
+
+def auth_header(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def make_event(**overrides: Any) -> dict[str, Any]:
+    """A valid contact event (the CONTRACT.md example, with a fresh id and a recent time)."""
+    body: dict[str, Any] = {
+        "event_id": f"ev-{uuid.uuid4().hex[:12]}",
+        "source": "emis-web",
+        "occurred_at": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+        "organisation": "Y02345",
+        "setting": "general_practice",
+        "contact_type": "appointment",
+        "staff": {"id": "st-991", "role": "practice_nurse", "team": "blue"},
+        "person": {
+            "id": "p-7f3a1c",
+            "nhs_number": "9434765919",
+            "birth_date": "1971-04-02",
+            "sex": "female",
+            "ethnicity_group": "south_asian",
+            "postcode_district": "M14",
+        },
+        "facts": {"smoking_status": "current", "bmi": 28.4, "audit_c": 6, "phq2": 1},
+        "conditions": [
+            {"system": "http://snomed.info/sct", "code": "44054006",
+             "display": "Type 2 diabetes mellitus", "onset_date": "2026-09-30"}
+        ],
+        "preferences": {"opted_out": False, "declined_topics": ["alcohol"]},
+    }
+    body.update(overrides)
+    return body
