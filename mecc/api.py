@@ -124,7 +124,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask, api: Api, runtime: Runtime) -> None:
-    from mecc.views import events, ops
+    from mecc.views import events, ops, prompts
 
     api.register_blueprint(events.build_blueprint(runtime.event_schema))
+    api.register_blueprint(prompts.blp)
     app.register_blueprint(ops.blp)

@@ -134,3 +134,119 @@ def _path(raw: str) -> Path:
     if not path.exists():
         raise click.BadParameter(f"{raw} does not exist")
     return path
+
+
+# ---------------------------------------------------------------- rules
+@main.group()
+def rules() -> None:
+    """Rule packs: load, export, validate."""
+
+
+def _catalogue() -> Any:
+    from mecc.catalogue import load_catalogue
+
+    return load_catalogue(_settings().config_dir)
+
+
+def _read_pack(path: Path) -> list[Any]:
+    from mecc.rulepack import RulePackError, load_rule_pack
+
+    try:
+        return load_rule_pack(path, _catalogue())
+    except RulePackError as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+
+
+@rules.command("validate")
+@click.argument("path")
+def rules_validate(path: str) -> None:
+    """Check a rule-pack file (or directory) without loading it."""
+    pack = _read_pack(_path(path))
+    click.echo(f"{len(pack)} rules OK")
+
+
+@rules.command("load")
+@click.argument("path")
+@click.option("--actor", default="cli", help="Recorded in the audit log.")
+def rules_load(path: str, actor: str) -> None:
+    """Load a rule pack: new versions where changed; `status: active` rules are published."""
+    from mecc import rule_store
+
+    pack = _read_pack(_path(path))
+    database = _database()
+    with database.session() as session:
+        summary = rule_store.load_rules(session, pack, actor=actor)
+        session.commit()
+    database.dispose()
+    click.echo(f"{len(summary.added)} new versions, {len(summary.unchanged)} unchanged, "
+               f"{len(summary.published)} published")
+
+
+@rules.command("export")
+@click.option("--status", type=click.Choice(["active", "draft", "retired"]), default=None)
+def rules_export(status: str | None) -> None:
+    """Print the rules (each rule's live version, else its latest) as a rule-pack YAML."""
+    from mecc import rule_store
+    from mecc.rulepack import dump_rule_pack
+
+    catalogue = _catalogue()
+    database = _database()
+    with database.session() as session:
+        pack = []
+        for state, row in rule_store.list_rules(session, status=status):
+            rule = rule_store.version_to_rule(row, catalogue)
+            # The exported status is the rule's, so loading the export reproduces it.
+            pack.append(rule.__class__(**{**rule.__dict__, "status": state.status}))
+    database.dispose()
+    click.echo(dump_rule_pack(pack), nl=False)
+
+
+# ---------------------------------------------------------------- services
+@main.group()
+def services() -> None:
+    """The local services directory."""
+
+
+@services.command("load")
+@click.argument("path")
+def services_load(path: str) -> None:
+    """Load services from a YAML file or directory (insert or update by id)."""
+    from mecc import service_store
+    from mecc.directory import ServiceDirectoryError, load_services
+
+    try:
+        found = load_services(_path(path))
+    except ServiceDirectoryError as exc:
+        _fail(str(exc))
+        return
+    database = _database()
+    with database.session() as session:
+        changed = service_store.upsert_services(session, found, actor="cli")
+        session.commit()
+    database.dispose()
+    click.echo(f"{len(found)} services, {changed} added or changed")
+
+
+# ---------------------------------------------------------------- everything
+@main.command("seed")
+def seed() -> None:
+    """Migrate, then load the default rule pack and services from the config directory."""
+    from mecc.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    config = Path(settings.config_dir)
+    ctx = click.get_current_context()
+    ctx.invoke(rules_load, path=str(config / "rules"), actor="seed")
+    ctx.invoke(services_load, path=str(config / "services"))
+
+
+@main.command("run")
+@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes.")
+@click.option("--concurrency", default=2, show_default=True, help="Celery worker processes.")
+def run(workers: int, concurrency: int) -> None:
+    """Run API, worker and beat in the foreground until Ctrl-C / SIGTERM stops them all."""
+    from mecc.supervisor import run_all
+
+    sys.exit(run_all(_settings(), web_workers=workers, concurrency=concurrency))

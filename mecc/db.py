@@ -88,12 +88,15 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A unit of work: rolled back unless the caller commits."""
+        """A unit of work: rolled back unless the caller commits.
+
+        close() rolls back whatever was not committed and detaches the objects with their
+        loaded state, so callers may still read them after the block.
+        """
         session = self.sessionmaker()
         try:
             yield session
         finally:
-            session.rollback()
             session.close()
 
     def dispose(self) -> None:

@@ -77,8 +77,21 @@ class Event(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # When the relay should (re)send a queued event, or reclaim a processing one (its lease).
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set by the worker that claimed the event; its final write checks it is still the owner.
+    claim_token: Mapped[str | None] = mapped_column(String(36))
     evaluated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Rule(Base):
+    """One rule's state: which version is live. `revision` moves on every change."""
+
+    __tablename__ = "rules"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(10), default="draft")  # draft|active|retired
+    active_version: Mapped[int | None] = mapped_column(Integer)
+    latest_version: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class RuleVersion(Base):

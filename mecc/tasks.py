@@ -1,0 +1,80 @@
+"""Celery tasks: thin, idempotent, taking ids. The work lives in mecc.pipeline."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import shared_task
+from celery.signals import worker_process_init
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from mecc import pipeline, push
+from mecc.events import prompt_dict
+from mecc.observability import EVALUATION_LATENCY, PROMPTS_CREATED
+from mecc.runtime import current
+
+log = logging.getLogger(__name__)
+TRANSIENT = (OperationalError, DBAPIError, ConnectionError, TimeoutError)
+
+
+@worker_process_init.connect
+def _fresh_connections_after_fork(**_: Any) -> None:
+    # A forked child must not share the parent's database sockets (only worker children fire
+    # this signal, and they run the app built in mecc.worker).
+    from mecc import worker
+
+    worker.flask_app.extensions["mecc"].db.dispose()
+
+
+@shared_task(name="mecc.evaluate_events", bind=True, acks_late=True,
+             reject_on_worker_lost=True, autoretry_for=TRANSIENT, retry_backoff=2,
+             retry_backoff_max=60, retry_jitter=True, max_retries=5)
+def evaluate_events(self: Any, event_ids: list[str]) -> dict[str, int]:
+    """Evaluate these events (a redelivery or a duplicate send changes nothing)."""
+    runtime = current()
+    caches = runtime.extras.setdefault("caches", {})
+    if "rules" not in caches:
+        from mecc.rule_store import LiveRuleCache
+        from mecc.service_store import ServiceCache
+
+        caches["rules"] = LiveRuleCache(runtime.catalogue)
+        caches["services"] = ServiceCache()
+    with runtime.db.session() as session:
+        token, rows = pipeline.claim(session, event_ids)
+        session.commit()
+        if not rows:
+            return {"evaluated": 0, "skipped": len(event_ids)}
+        result = pipeline.evaluate_claimed(
+            session, token, rows, ruleset=caches["rules"].get(session),
+            services=caches["services"].get(session), catalogue=runtime.catalogue,
+            max_prompts=runtime.settings.max_prompts_per_contact)
+        session.commit()
+        received = {r.id: r.received_at for r in rows}
+    now = time.time()
+    for event_id in result.evaluated:
+        EVALUATION_LATENCY.observe(max(0.0, now - received[event_id].timestamp()))
+    for prompt in result.prompts:
+        PROMPTS_CREATED.labels(prompt.topic, prompt.status).inc()
+    push.announce_prompts(runtime, [prompt_dict(p) for p in result.prompts
+                                    if p.status == "new"])
+    return {"evaluated": len(result.evaluated), "failed": len(result.failed),
+            "skipped": len(event_ids) - len(result.evaluated) - len(result.failed)}
+
+
+@shared_task(name="mecc.relay_events", acks_late=True, ignore_result=True)
+def relay_events() -> dict[str, int]:
+    """Re-send events the broker lost or a dead worker left behind (runs on beat)."""
+    runtime = current()
+    with runtime.db.session() as session:
+        to_send, gave_up = pipeline.due_for_relay(session)
+        session.commit()
+    sent = 0
+    for start in range(0, len(to_send), 100):
+        chunk = to_send[start:start + 100]
+        if runtime.publisher.send_evaluate(chunk):
+            sent += len(chunk)
+    if to_send or gave_up:
+        log.info("relay", extra={"due": len(to_send), "sent": sent, "failed": len(gave_up)})
+    return {"due": len(to_send), "sent": sent, "failed": len(gave_up)}
