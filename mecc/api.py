@@ -124,8 +124,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask, api: Api, runtime: Runtime) -> None:
-    from mecc.views import events, ops, prompts
+    from mecc.views import events, ops, prompts, rules, services
 
     api.register_blueprint(events.build_blueprint(runtime.event_schema))
     api.register_blueprint(prompts.blp)
+    api.register_blueprint(rules.blp)
+    api.register_blueprint(services.blp)
     app.register_blueprint(ops.blp)

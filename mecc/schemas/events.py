@@ -217,11 +217,16 @@ def build_event_schemas(catalogue: Catalogue) -> type[ma.Schema]:
             if occurred > datetime.now(UTC) + FUTURE_TOLERANCE:
                 raise ValidationError("Must not be more than 5 minutes in the future.",
                                       "occurred_at")
-            on = occurred.astimezone(UTC).date()
+            try:
+                on = occurred.astimezone(UTC).date()
+            except OverflowError:  # e.g. 0001-01-01T00:00+01:00 has no UTC date
+                raise ValidationError("Out of range once converted to UTC.",
+                                      "occurred_at") from None
             person = data.get("person") or {}
             born = person.get("birth_date")
             if isinstance(born, date) and born > on:
-                raise ValidationError({"person": {"birth_date": ["Must not be after occurred_at."]}})
+                raise ValidationError(
+                    {"person": {"birth_date": ["Must not be after occurred_at."]}})
             errors: dict[str, Any] = {}
             for index, item in enumerate(data.get("conditions") or []):
                 onset = item.get("onset_date")
