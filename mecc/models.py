@@ -200,3 +200,62 @@ class AuditEntry(Base):
     entity_key: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(40))
     detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class PushMessage(Base):
+    """Every message pushed to staff screens, numbered: SSE `id:` and Last-Event-ID replay.
+
+    Written in the transaction that creates the prompt or records the outcome, so a reconnecting
+    screen can always catch up from the database, whatever Redis pub/sub dropped.
+    """
+
+    __tablename__ = "push_messages"
+    __table_args__ = (Index("ix_push_messages_org_id", "organisation", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(20))  # prompt | prompt-updated
+    prompt_id: Mapped[str] = mapped_column(ForeignKey("prompts.id"))
+    organisation: Mapped[str] = mapped_column(String(16))
+    team: Mapped[str | None] = mapped_column(String(100))
+    staff_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookEndpoint(Base):
+    """A callback URL we deliver to; a 410 answer disables it."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (UniqueConstraint("api_key_id", "url", name="uq_webhook_endpoints_key_url"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    api_key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"))
+    url: Mapped[str] = mapped_column(String(2048))
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event's prompts to one endpoint: retried with backoff, then parked as failed."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        # A redelivered evaluation task cannot queue a second delivery.
+        UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_deliveries_event_endpoint"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"), index=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    organisation: Mapped[str] = mapped_column(String(16))
+    # pending | delivering | succeeded | failed | disabled
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claim_token: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

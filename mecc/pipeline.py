@@ -20,12 +20,13 @@ from typing import Any
 from sqlalchemy import and_, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from mecc import webhooks
 from mecc.catalogue import Catalogue
 from mecc.db import utcnow
 from mecc.directory import resolve_services
 from mecc.domain import ContactEvent, PastPrompt, PersonHistory, Preferences, Service
 from mecc.evaluation import Decision, RuleSet, build_context, evaluate
-from mecc.models import Event, Prompt, SuppressedMatch, new_id
+from mecc.models import Event, Prompt, PushMessage, SuppressedMatch, new_id
 from mecc.rulepack import render_prompt
 from mecc.suppression import Candidate
 
@@ -46,6 +47,7 @@ class BatchResult:
     skipped: list[str] = field(default_factory=list)  # not ours to evaluate (done, or claimed)
     failed: list[str] = field(default_factory=list)
     prompts: list[Prompt] = field(default_factory=list)
+    pushed: list[PushMessage] = field(default_factory=list)  # for the new (shown) prompts
 
 
 def claim(session: Session, event_ids: Sequence[str], *, now: datetime | None = None
@@ -170,15 +172,26 @@ def evaluate_claimed(session: Session, token: str, rows: Sequence[Event], *, rul
                                         rule_version=s.rule_version, reason_code=s.reason_code,
                                         reason=s.reason) for s in decision.suppressed)
         if _finish(session, row, token, status="evaluated", reason=None, now=now):
+            messages = [push_message("prompt", p, now) for p in prompts if p.status == "new"]
+            session.add_all(messages)
+            if row.callback_url:
+                webhooks.queue_delivery(session, row, now)
             result.evaluated.append(row.id)
             result.prompts.extend(prompts)
+            result.pushed.extend(messages)
             done.append(row)
         else:
             # Our lease expired and another worker owns the event now: keep nothing.
             for prompt in prompts:
                 session.expunge(prompt)
             result.skipped.append(row.id)
+    session.flush()  # numbers the push messages
     return result
+
+
+def push_message(kind: str, prompt: Prompt, now: datetime) -> PushMessage:
+    return PushMessage(kind=kind, prompt_id=prompt.id, organisation=prompt.organisation,
+                       team=prompt.team, staff_id=prompt.staff_id, created_at=now)
 
 
 def _finish(session: Session, row: Event, token: str, *, status: str, reason: str | None,

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select
 
+from mecc import push
 from mecc.audit import record
 from mecc.db import utcnow
 from mecc.errors import NotFound, ValidationFailed
@@ -18,6 +19,7 @@ from mecc.events import iso, prompt_dict
 from mecc.keys import Principal
 from mecc.models import Prompt, PromptOutcome
 from mecc.models import Service as ServiceRow
+from mecc.pipeline import push_message
 from mecc.runtime import Runtime
 
 FILTERS = ("organisation", "team", "staff_id", "person_id", "topic", "status")
@@ -117,9 +119,9 @@ def record_outcome(runtime: Runtime, principal: Principal, prompt_id: str,
                action="outcome_recorded",
                detail={"outcome": body["outcome"], "staff_id": body.get("staff_id"),
                        "service_id": service_id})
+        message = push_message("prompt-updated", prompt, now)
+        session.add(message)
         session.commit()
         result = prompt_with_history(session, prompt)
-    from mecc import push
-
-    push.announce_prompts(runtime, [prompt_dict(prompt)], kind="prompt-updated")
+    push.announce(runtime, [push.message_dict(message, prompt_dict(prompt))])
     return result

@@ -1,4 +1,9 @@
-"""Announcing prompts for live push: Redis pub/sub fans out to every API process."""
+"""Announcing push messages: Redis pub/sub fans them out to every API process.
+
+Each message is first written to the push_messages table (numbered) in the transaction that
+created the prompt or recorded the outcome; the announcement is only the fast path. A screen
+that missed one catches up from the database with Last-Event-ID.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,11 @@ from typing import Any
 
 import redis
 
+from mecc.models import PushMessage
 from mecc.runtime import Runtime
 
 log = logging.getLogger(__name__)
-CHANNEL = "mecc:prompts"
+CHANNEL = "mecc:push"
 
 
 def redis_client(runtime: Runtime) -> redis.Redis:
@@ -24,15 +30,20 @@ def redis_client(runtime: Runtime) -> redis.Redis:
     return client
 
 
-def announce_prompts(runtime: Runtime, prompts: Sequence[dict[str, Any]],
-                     kind: str = "prompt") -> None:
-    """Best effort: the database holds every prompt, so a missed announcement is replayed."""
-    if not prompts:
+def message_dict(message: PushMessage, prompt: dict[str, Any]) -> dict[str, Any]:
+    """The wire shape on the channel: SSE id, event name, routing fields, and the prompt."""
+    return {"id": message.id, "event": message.kind, "organisation": message.organisation,
+            "team": message.team, "staff_id": message.staff_id, "data": prompt}
+
+
+def announce(runtime: Runtime, messages: Sequence[dict[str, Any]]) -> None:
+    """Best effort: the database holds every message, so a missed announcement is replayed."""
+    if not messages:
         return
     try:
         pipe = redis_client(runtime).pipeline(transaction=False)
-        for prompt in prompts:
-            pipe.publish(CHANNEL, json.dumps({"type": kind, "prompt": prompt}))
+        for message in messages:
+            pipe.publish(CHANNEL, json.dumps(message))
         pipe.execute()
     except redis.RedisError as exc:
         log.warning("push announcement failed", extra={"error": type(exc).__name__})

@@ -52,13 +52,15 @@ def evaluate_events(self: Any, event_ids: list[str]) -> dict[str, int]:
             max_prompts=runtime.settings.max_prompts_per_contact)
         session.commit()
         received = {r.id: r.received_at for r in rows}
+        prompts_by_id = {p.id: p for p in result.prompts}
+        messages = [push.message_dict(m, prompt_dict(prompts_by_id[m.prompt_id]))
+                    for m in result.pushed]
     now = time.time()
     for event_id in result.evaluated:
         EVALUATION_LATENCY.observe(max(0.0, now - received[event_id].timestamp()))
     for prompt in result.prompts:
         PROMPTS_CREATED.labels(prompt.topic, prompt.status).inc()
-    push.announce_prompts(runtime, [prompt_dict(p) for p in result.prompts
-                                    if p.status == "new"])
+    push.announce(runtime, messages)
     return {"evaluated": len(result.evaluated), "failed": len(result.failed),
             "skipped": len(event_ids) - len(result.evaluated) - len(result.failed)}
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 03:15:04.194622
+Create Date: 2026-11-25 03:20:56.312970
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from alembic import op
 
 import mecc.db
 from sqlalchemy.dialects import postgresql
-
 revision = '0001'
 down_revision = None
 branch_labels = None
@@ -20,7 +19,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-
     op.create_table('api_keys',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
@@ -121,6 +119,17 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_events_person_key'), ['person_key'], unique=False)
         batch_op.create_index('ix_events_status_next', ['status', 'next_attempt_at'], unique=False)
 
+    op.create_table('webhook_endpoints',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('api_key_id', sa.String(length=36), nullable=True),
+    sa.Column('url', sa.String(length=2048), nullable=False),
+    sa.Column('disabled_at', mecc.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('disabled_reason', sa.Text(), nullable=True),
+    sa.Column('created_at', mecc.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['api_key_id'], ['api_keys.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('api_key_id', 'url', name='uq_webhook_endpoints_key_url')
+    )
     op.create_table('prompts',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('event_id', sa.String(length=36), nullable=False),
@@ -169,6 +178,29 @@ def upgrade() -> None:
     with op.batch_alter_table('suppressed_matches', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_suppressed_matches_event_id'), ['event_id'], unique=False)
 
+    op.create_table('webhook_deliveries',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('event_id', sa.String(length=36), nullable=False),
+    sa.Column('endpoint_id', sa.String(length=36), nullable=False),
+    sa.Column('organisation', sa.String(length=16), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', mecc.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_attempt_at', mecc.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_status_code', sa.Integer(), nullable=True),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('claim_token', sa.String(length=36), nullable=True),
+    sa.Column('created_at', mecc.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', mecc.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['endpoint_id'], ['webhook_endpoints.id'], ),
+    sa.ForeignKeyConstraint(['event_id'], ['events.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('event_id', 'endpoint_id', name='uq_webhook_deliveries_event_endpoint')
+    )
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.create_index('ix_webhook_deliveries_due', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_event_id'), ['event_id'], unique=False)
+
     op.create_table('prompt_outcomes',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('prompt_id', sa.String(length=36), nullable=False),
@@ -184,15 +216,36 @@ def upgrade() -> None:
     with op.batch_alter_table('prompt_outcomes', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_prompt_outcomes_prompt_id'), ['prompt_id'], unique=False)
 
+    op.create_table('push_messages',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('kind', sa.String(length=20), nullable=False),
+    sa.Column('prompt_id', sa.String(length=36), nullable=False),
+    sa.Column('organisation', sa.String(length=16), nullable=False),
+    sa.Column('team', sa.String(length=100), nullable=True),
+    sa.Column('staff_id', sa.String(length=100), nullable=True),
+    sa.Column('created_at', mecc.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['prompt_id'], ['prompts.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('push_messages', schema=None) as batch_op:
+        batch_op.create_index('ix_push_messages_org_id', ['organisation', 'id'], unique=False)
 
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('push_messages', schema=None) as batch_op:
+        batch_op.drop_index('ix_push_messages_org_id')
 
+    op.drop_table('push_messages')
     with op.batch_alter_table('prompt_outcomes', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_prompt_outcomes_prompt_id'))
 
     op.drop_table('prompt_outcomes')
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_event_id'))
+        batch_op.drop_index('ix_webhook_deliveries_due')
+
+    op.drop_table('webhook_deliveries')
     with op.batch_alter_table('suppressed_matches', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_suppressed_matches_event_id'))
 
@@ -204,6 +257,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_prompts_event_id'))
 
     op.drop_table('prompts')
+    op.drop_table('webhook_endpoints')
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.drop_index('ix_events_status_next')
         batch_op.drop_index(batch_op.f('ix_events_person_key'))
@@ -225,4 +279,3 @@ def downgrade() -> None:
 
     op.drop_table('audit_log')
     op.drop_table('api_keys')
-
