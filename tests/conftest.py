@@ -186,3 +186,51 @@ def make_event(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+@pytest.fixture
+def seeded(app: Any) -> Any:
+    """The default rule pack and example services loaded into the app's database."""
+    from mecc import rule_store, service_store
+    from mecc.directory import load_services
+    from mecc.rulepack import load_rule_pack
+
+    runtime = app.extensions["mecc"]
+    with runtime.db.session() as session:
+        rule_store.load_rules(session, load_rule_pack(ROOT / "config" / "rules",
+                                                      runtime.catalogue), actor="test")
+        service_store.upsert_services(session, load_services(ROOT / "config" / "services"),
+                                      actor="test")
+        session.commit()
+    return app
+
+
+@pytest.fixture
+def evaluate_pending(seeded: Any) -> Callable[[], int]:
+    """Evaluate every queued event in-process with the pipeline's own functions.
+
+    For tests of the HTTP surface around prompts; the worker process itself is exercised in
+    tests/integration/test_pipeline.py.
+    """
+    from sqlalchemy import select
+
+    from mecc import pipeline, rule_store, service_store
+    from mecc.models import Event
+
+    runtime = seeded.extensions["mecc"]
+    rules = rule_store.LiveRuleCache(runtime.catalogue)
+    services = service_store.ServiceCache()
+
+    def run() -> int:
+        with runtime.db.session() as session:
+            ids = list(session.scalars(select(Event.id).where(Event.status == "queued")))
+            token, rows = pipeline.claim(session, ids)
+            session.commit()
+            result = pipeline.evaluate_claimed(
+                session, token, rows, ruleset=rules.get(session),
+                services=services.get(session), catalogue=runtime.catalogue,
+                max_prompts=runtime.settings.max_prompts_per_contact)
+            session.commit()
+        return len(result.evaluated)
+
+    return run
