@@ -11,8 +11,9 @@ At-least-once delivery meets exactly-once effects here:
 from __future__ import annotations
 
 import logging
+import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,17 +29,26 @@ from mecc.domain import ContactEvent, PastPrompt, PersonHistory, Preferences, Se
 from mecc.evaluation import Decision, RuleSet, build_context, evaluate
 from mecc.models import Event, Prompt, PushMessage, SuppressedMatch, new_id
 from mecc.rulepack import render_prompt
+from mecc.settings import _int
 from mecc.suppression import Candidate
 
 log = logging.getLogger(__name__)
 
-# A claimed event not finished within this time may be claimed again (worker died).
-# Longer than the task hard time limit, so a live worker is never overtaken.
-LEASE = timedelta(seconds=90)
+# A claimed event not finished within its lease may be claimed again (its worker died).
+# Longer than the task hard time limit, so a live worker is never overtaken. Fault runs shorten
+# both (MECC_EVALUATION_LEASE_SECONDS, MECC_TASK_TIME_LIMIT) so that recovery is seen sooner.
+DEFAULT_LEASE_SECONDS = 90
 # Give up after this many claims; the event is marked failed with the reason.
 MAX_ATTEMPTS = 5
 # How far back a person's history can matter (the longest cooldown/decline allowed).
 HISTORY_WINDOW = timedelta(days=3650)
+
+
+def evaluation_lease(env: Mapping[str, str] | None = None) -> timedelta:
+    """How long a claim holds (MECC_EVALUATION_LEASE_SECONDS, default 90)."""
+    env = os.environ if env is None else env
+    return timedelta(seconds=_int(env, "MECC_EVALUATION_LEASE_SECONDS", DEFAULT_LEASE_SECONDS,
+                                  2, 3600))
 
 
 @dataclass
@@ -60,12 +70,21 @@ def claim(session: Session, event_ids: Sequence[str], *, now: datetime | None = 
     session.execute(
         update(Event)
         .where(Event.id.in_(list(event_ids)), claimable)
-        .values(status="processing", claim_token=token, next_attempt_at=now + LEASE,
-                attempts=Event.attempts + 1)
+        .values(status="processing", claim_token=token,
+                next_attempt_at=now + evaluation_lease(), attempts=Event.attempts + 1)
         .execution_options(synchronize_session=False))
     rows = list(session.scalars(select(Event).where(Event.claim_token == token)
                                 .order_by(Event.occurred_at, Event.id)))
     return token, rows
+
+
+def release(session: Session, token: str) -> int:
+    """Give claimed events back (a transient error): the retry can claim them at once
+    instead of waiting for the lease to expire. Caller commits."""
+    return session.execute(
+        update(Event).where(Event.claim_token == token, Event.status == "processing")
+        .values(status="queued", claim_token=None)
+        .execution_options(synchronize_session=False)).rowcount or 0
 
 
 def contact_event(row: Event, catalogue: Catalogue) -> ContactEvent:
@@ -167,24 +186,23 @@ def evaluate_claimed(session: Session, token: str, rows: Sequence[Event], *, rul
                     reason=f"evaluation error: {type(exc).__name__}", now=now)
             result.failed.append(row.id)
             continue
+        # Check the claim is still ours *before* adding anything: the update autoflushes the
+        # session, so rows added earlier would be written even when the claim was lost.
+        if not _finish(session, row, token, status="evaluated", reason=None, now=now):
+            result.skipped.append(row.id)  # our lease expired; another worker owns it now
+            continue
         session.add_all(prompts)
         session.add_all(SuppressedMatch(event_id=row.id, rule_key=s.rule_key,
                                         rule_version=s.rule_version, reason_code=s.reason_code,
                                         reason=s.reason) for s in decision.suppressed)
-        if _finish(session, row, token, status="evaluated", reason=None, now=now):
-            messages = [push_message("prompt", p, now) for p in prompts if p.status == "new"]
-            session.add_all(messages)
-            if row.callback_url:
-                webhooks.queue_delivery(session, row, now)
-            result.evaluated.append(row.id)
-            result.prompts.extend(prompts)
-            result.pushed.extend(messages)
-            done.append(row)
-        else:
-            # Our lease expired and another worker owns the event now: keep nothing.
-            for prompt in prompts:
-                session.expunge(prompt)
-            result.skipped.append(row.id)
+        messages = [push_message("prompt", p, now) for p in prompts if p.status == "new"]
+        session.add_all(messages)
+        if row.callback_url:
+            webhooks.queue_delivery(session, row, now)
+        result.evaluated.append(row.id)
+        result.prompts.extend(prompts)
+        result.pushed.extend(messages)
+        done.append(row)
     session.flush()  # numbers the push messages
     return result
 

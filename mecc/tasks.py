@@ -8,7 +8,8 @@ from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_process_init
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from mecc import pipeline, push
 from mecc.events import prompt_dict
@@ -16,7 +17,8 @@ from mecc.observability import EVALUATION_LATENCY, PROMPTS_CREATED
 from mecc.runtime import current
 
 log = logging.getLogger(__name__)
-TRANSIENT = (OperationalError, DBAPIError, ConnectionError, TimeoutError)
+# Only errors a retry can cure: the database or a connection was briefly unavailable.
+TRANSIENT = (OperationalError, InterfaceError, PoolTimeout, ConnectionError, TimeoutError)
 
 
 @worker_process_init.connect
@@ -46,11 +48,16 @@ def evaluate_events(self: Any, event_ids: list[str]) -> dict[str, int]:
         session.commit()
         if not rows:
             return {"evaluated": 0, "skipped": len(event_ids)}
-        result = pipeline.evaluate_claimed(
-            session, token, rows, ruleset=caches["rules"].get(session),
-            services=caches["services"].get(session), catalogue=runtime.catalogue,
-            max_prompts=runtime.settings.max_prompts_per_contact)
-        session.commit()
+        try:
+            result = pipeline.evaluate_claimed(
+                session, token, rows, ruleset=caches["rules"].get(session),
+                services=caches["services"].get(session), catalogue=runtime.catalogue,
+                max_prompts=runtime.settings.max_prompts_per_contact)
+            session.commit()
+        except TRANSIENT:
+            session.rollback()
+            _release_quietly(runtime, token)
+            raise
         received = {r.id: r.received_at for r in rows}
         prompts_by_id = {p.id: p for p in result.prompts}
         messages = [push.message_dict(m, prompt_dict(prompts_by_id[m.prompt_id]))
@@ -63,6 +70,16 @@ def evaluate_events(self: Any, event_ids: list[str]) -> dict[str, int]:
     push.announce(runtime, messages)
     return {"evaluated": len(result.evaluated), "failed": len(result.failed),
             "skipped": len(event_ids) - len(result.evaluated) - len(result.failed)}
+
+
+def _release_quietly(runtime: Any, token: str) -> None:
+    """Best effort: if the database is still down, the lease expiry releases them instead."""
+    try:
+        with runtime.db.session() as session:
+            pipeline.release(session, token)
+            session.commit()
+    except TRANSIENT:
+        log.warning("could not release claimed events; they wait for their lease")
 
 
 @shared_task(name="mecc.relay_events", acks_late=True, ignore_result=True)
