@@ -26,6 +26,7 @@ from mecc.errors import (
 )
 from mecc.observability import configure_logging, init_request_logging
 from mecc.publisher import Publisher
+from mecc.ratelimit import init_rate_limits
 from mecc.runtime import Runtime
 from mecc.schemas.events import build_event_schemas
 from mecc.settings import Settings
@@ -120,6 +121,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     _register_blueprints(app, api, runtime)
     _register_error_handlers(app)
     init_request_logging(app)
+    init_rate_limits(app, settings)
     return app
 
 

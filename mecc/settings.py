@@ -65,6 +65,8 @@ class Settings:
     max_prompts_per_contact: int = 3
     max_body_bytes: int = 1_048_576  # 1 MiB: a batch of 500 events fits
     log_level: str = "INFO"
+    # Per API key, counted across all API processes; "off" disables (benchmarks).
+    rate_limit: str = "6000 per minute"
     # Seconds a request may wait on the broker before the event is left for the relay.
     broker_timeout: float = 2.0
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -98,6 +100,7 @@ class Settings:
             max_prompts_per_contact=_int(env, "MECC_MAX_PROMPTS_PER_CONTACT", 3, 1, 20),
             max_body_bytes=_int(env, "MECC_MAX_BODY_BYTES", 1_048_576, 1024, 64 * 1_048_576),
             log_level=level,
+            rate_limit=env.get("MECC_RATE_LIMIT") or cls.rate_limit,
         )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:
