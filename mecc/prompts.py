@@ -34,7 +34,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, prompt_id = json.loads(raw)
-        return datetime.fromisoformat(created), str(prompt_id)
+        moment = datetime.fromisoformat(created)
+        if moment.tzinfo is None:  # every cursor we hand out carries its zone
+            raise ValueError("naive cursor time")
+        return moment, str(prompt_id)
     except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
         raise ValidationFailed("The cursor is not one this API gave out.",
                                errors={"cursor": ["Not a valid cursor."]}) from None

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from mecc import pipeline, push
+from mecc import backtest, pipeline, push, webhooks
 from mecc.events import prompt_dict
 from mecc.observability import EVALUATION_LATENCY, PROMPTS_CREATED
 from mecc.runtime import current
@@ -52,13 +54,17 @@ def evaluate_events(self: Any, event_ids: list[str]) -> dict[str, int]:
             result = pipeline.evaluate_claimed(
                 session, token, rows, ruleset=caches["rules"].get(session),
                 services=caches["services"].get(session), catalogue=runtime.catalogue,
-                max_prompts=runtime.settings.max_prompts_per_contact)
+                max_prompts=runtime.settings.max_prompts_per_contact,
+                abort_on=(SoftTimeLimitExceeded,))
             session.commit()
         except TRANSIENT:
             session.rollback()
             _release_quietly(runtime, token)
             raise
         received = {r.id: r.received_at for r in rows}
+        evaluated = set(result.evaluated)
+        deliveries = webhooks.pending_for_events(
+            session, [r.id for r in rows if r.callback_url and r.id in evaluated])
         prompts_by_id = {p.id: p for p in result.prompts}
         messages = [push.message_dict(m, prompt_dict(prompts_by_id[m.prompt_id]))
                     for m in result.pushed]
@@ -68,6 +74,7 @@ def evaluate_events(self: Any, event_ids: list[str]) -> dict[str, int]:
     for prompt in result.prompts:
         PROMPTS_CREATED.labels(prompt.topic, prompt.status).inc()
     push.announce(runtime, messages)
+    webhooks.send_deliver(runtime, deliveries)  # after the commit that queued them
     return {"evaluated": len(result.evaluated), "failed": len(result.failed),
             "skipped": len(event_ids) - len(result.evaluated) - len(result.failed)}
 
@@ -97,3 +104,25 @@ def relay_events() -> dict[str, int]:
     if to_send or gave_up:
         log.info("relay", extra={"due": len(to_send), "sent": sent, "failed": len(gave_up)})
     return {"due": len(to_send), "sent": sent, "failed": len(gave_up)}
+
+
+@shared_task(name="mecc.deliver_webhooks", bind=True, acks_late=True,
+             reject_on_worker_lost=True, ignore_result=True)
+def deliver_webhooks(self: Any, delivery_ids: list[str] | None = None) -> dict[str, int]:
+    """Send these webhook deliveries, or every due one (beat). Not retried by Celery: a
+    delivery stays due in the database until it is sent, and the next sweep takes it."""
+    hard = float(self.app.conf.task_time_limit or 60)
+    soft = float(self.app.conf.task_soft_time_limit or hard)
+    summary = webhooks.deliver_due(
+        current(), delivery_ids, budget=max(0.0, soft - webhooks.TIMEOUTS.total - 2),
+        lease=timedelta(seconds=hard + 30))
+    return summary.counts
+
+
+@shared_task(name="mecc.run_backtest", acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True, soft_time_limit=backtest.SOFT_TIME_LIMIT,
+             time_limit=backtest.TIME_LIMIT)
+def run_backtest(backtest_id: str) -> str:
+    """Back-test one rule version over stored events (re-running a finished one changes
+    nothing). The scan keeps within backtest.BUDGET_SECONDS; the limits are a backstop."""
+    return backtest.run_backtest(current(), backtest_id)

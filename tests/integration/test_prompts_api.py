@@ -172,3 +172,13 @@ def test_deferred_prompts_are_stored_past_the_cap(client: Any, make_key: Any,
     assert shown == ["alcohol-specialist-referral", "smoking-very-brief-advice",
                      "mental-wellbeing-talking-therapies"]
     assert sorted(deferred) == ["carers-support", "weight-management-referral"]
+
+
+def test_a_forged_cursor_without_a_zone_is_refused(client: Any, make_key: Any) -> None:
+    import base64
+    import json
+
+    forged = base64.urlsafe_b64encode(json.dumps(["2026-01-01T00:00:00", "x"]).encode()
+                                      ).decode().rstrip("=")
+    response = client.get(f"/api/v1/prompts?cursor={forged}", headers=auth_header(make_key()))
+    assert response.status_code == 422 and "cursor" in response.json["errors"]
