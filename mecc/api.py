@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from flask_smorest import Api
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -23,6 +23,7 @@ from mecc.errors import (
     from_http_exception,
     from_mecc_error,
     problem,
+    register_problem_responses,
 )
 from mecc.observability import configure_logging, init_request_logging
 from mecc.publisher import Publisher
@@ -49,6 +50,10 @@ class ProblemApi(Api):  # type: ignore[misc]
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         return from_http_exception(error)
+
+    def _register_responses(self) -> None:
+        # Every operation's default error response, documented as the problem+json we send.
+        register_problem_responses(self.spec, self.DEFAULT_ERROR_RESPONSE_NAME)
 
 
 def _flask_config(settings: Settings) -> dict[str, Any]:
@@ -94,6 +99,10 @@ def _register_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
             return from_http_exception(exc)
+        if isinstance(exc, RecursionError) and request.is_json:
+            # webargs' JSON parsing meets `[[[[...` bodies too; they are the client's error.
+            return problem(400, "Bad Request", "The body is nested too deeply to read.",
+                           slug="bad-request")
         log.exception("unhandled error")
         return problem(500, "Internal Server Error", "An unexpected error occurred.",
                        slug="internal-error")
@@ -126,10 +135,24 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask, api: Api, runtime: Runtime) -> None:
-    from mecc.views import events, ops, prompts, rules, services
+    from mecc.views import admin_pages, backtest, events, ops, prompts, reports, rules, services
 
     api.register_blueprint(events.build_blueprint(runtime.event_schema))
     api.register_blueprint(prompts.blp)
     api.register_blueprint(rules.blp)
     api.register_blueprint(services.blp)
+    api.register_blueprint(reports.blp)
+    api.register_blueprint(backtest.blp)
+    app.register_blueprint(admin_pages.blp)
+    from mecc.views import webhooks as webhook_views
+    api.register_blueprint(webhook_views.blp)
     app.register_blueprint(ops.blp)
+    from mecc.views import cds as cds_views
+    from mecc.views import fhir as fhir_views
+
+    api.register_blueprint(fhir_views.blp)
+    app.register_blueprint(cds_views.blp)
+    from mecc.views import screen, stream
+
+    stream.register(api)
+    screen.register(app)

@@ -81,7 +81,8 @@ def _fail(path: Path, entry: str, message: str) -> CatalogueError:
 def _read_yaml(path: Path) -> Any:
     try:
         with path.open(encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
+            # libyaml's loader when present: config is read at every start-up.
+            return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     except OSError as exc:
         raise CatalogueError(f"{path}: cannot read: {exc.strerror}") from exc
     except yaml.YAMLError as exc:

@@ -59,7 +59,9 @@ def celery_config(broker_url: str) -> dict[str, Any]:
         "broker_transport_options": {
             "visibility_timeout": VISIBILITY_TIMEOUT,
             "socket_connect_timeout": 2,
-            "socket_timeout": 5,
+            # Bounds how long a request can wait on a broker that accepts but never
+            # answers (once: the publisher's breaker then skips it for 5 s).
+            "socket_timeout": 3,
             "socket_keepalive": True,
             "health_check_interval": 10,
         },

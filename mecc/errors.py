@@ -186,3 +186,23 @@ class PayloadTooLarge(MeccError):
 
 class UnsupportedMediaType(MeccError):
     status, title, slug = 415, "Unsupported Media Type", "unsupported-media-type"
+
+
+def register_problem_responses(spec: Any, name: str = "Problem") -> None:
+    """Register the shared error response components as application/problem+json.
+
+    flask-smorest refers every operation's `default` response to `name` and registers its own
+    per-status components as application/json; an Api subclass calls this from
+    `_register_responses` so the spec describes what the server actually sends.
+    """
+    from http import HTTPStatus
+
+    def response(description: str) -> dict[str, Any]:
+        return {"description": description,
+                "content": {PROBLEM_JSON: {"schema": ProblemSchema}}}
+
+    for status in HTTPStatus:
+        if status >= 400:
+            spec.components.response(status.name, response(status.phrase), lazy=True)
+    spec.components.response(name, response("An error, as RFC 9457 problem details."),
+                             lazy=True)

@@ -98,7 +98,7 @@ def metrics_response() -> Response:
         data = generate_latest(registry)
     else:
         data = generate_latest()
-    return Response(data, mimetype=CONTENT_TYPE_LATEST)
+    return Response(data, content_type=CONTENT_TYPE_LATEST)  # it carries its own charset
 
 
 def init_request_logging(app: Flask) -> None:

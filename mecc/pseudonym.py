@@ -15,7 +15,8 @@ def normalise_nhs_number(raw: str) -> str:
 
 def is_valid_nhs_number(number: str) -> bool:
     """The NHS Digital modulus-11 check on a 10-digit number."""
-    if len(number) != 10 or not number.isdigit():
+    # isascii: str.isdigit() is also true of '９' and '²' (the latter then breaks int()).
+    if len(number) != 10 or not (number.isascii() and number.isdigit()):
         return False
     total = sum(int(d) * w for d, w in zip(number[:9], range(10, 1, -1), strict=True))
     check = 11 - total % 11

@@ -67,8 +67,6 @@ class Settings:
     log_level: str = "INFO"
     # Per API key, counted across all API processes; "off" disables (benchmarks).
     rate_limit: str = "6000 per minute"
-    # Seconds a request may wait on the broker before the event is left for the relay.
-    broker_timeout: float = 2.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property

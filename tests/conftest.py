@@ -114,7 +114,7 @@ def redis_url() -> str:
 def settings_overrides(database_url: str, tmp_path: Path) -> dict[str, Any]:
     return {"database_url": database_url, "redis_url": TEST_REDIS_URL,
             "var_dir": str(tmp_path), "secret_key": "test-secret-key",
-            "pseudonym_key": "test-pseudonym-key", "broker_timeout": 0.5}
+            "pseudonym_key": "test-pseudonym-key"}
 
 
 @pytest.fixture

@@ -27,3 +27,6 @@ def json_body() -> Any:
         return request.get_json()
     except WerkzeugBadRequest:
         raise BadRequest("The body is not valid JSON.") from None
+    except RecursionError:
+        # json.loads gives up on `[[[[...` with RecursionError, not ValueError.
+        raise BadRequest("The body is nested too deeply to read.") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import g
@@ -10,7 +11,7 @@ from flask_smorest import Blueprint
 from mecc import events as event_service
 from mecc import intake
 from mecc.auth import require_scope
-from mecc.errors import ValidationFailed
+from mecc.errors import PROBLEM_JSON, ProblemSchema, ValidationFailed
 from mecc.runtime import current
 from mecc.schemas.responses import (
     BatchRequestSchema,
@@ -18,7 +19,27 @@ from mecc.schemas.responses import (
     EventAcceptedSchema,
     EventDetailSchema,
 )
-from mecc.views import json_body
+from mecc.views import PROBLEM_RESPONSES, json_body
+
+_PROBLEMS = {
+    **PROBLEM_RESPONSES,
+    409: "Same source and event_id with a different body.",
+    413: "Body over the size limit.",
+    415: "The body is not JSON (send Content-Type: application/json).",
+}
+
+
+def _problems(blp: Blueprint, *statuses: int) -> Callable[[Any], Any]:
+    """Document these error answers as RFC 9457 problem details, from the one ProblemSchema."""
+    def decorator(view: Any) -> Any:
+        for status in statuses:
+            headers = ({"Retry-After": {"schema": {"type": "integer"},
+                                        "description": "Seconds to wait before retrying."}}
+                       if status == 503 else None)
+            view = blp.alt_response(status, schema=ProblemSchema, content_type=PROBLEM_JSON,
+                                    description=_PROBLEMS[status], headers=headers)(view)
+        return view
+    return decorator
 
 
 def build_blueprint(event_schema: type[Any]) -> Blueprint:
@@ -33,8 +54,7 @@ def build_blueprint(event_schema: type[Any]) -> Blueprint:
     @blp.response(202, EventAcceptedSchema, description="Accepted and queued for evaluation.")
     @blp.alt_response(200, schema=EventAcceptedSchema,
                       description="The same event again: the original result.")
-    @blp.alt_response(409, description="Same source and event_id with a different body.")
-    @blp.alt_response(413, description="Body over the size limit.")
+    @_problems(blp, 400, 401, 403, 409, 413, 415, 422, 503)
     def post_event() -> Any:
         """Send one contact event."""
         accepted = intake.accept_event(current(), g.principal, json_body())
@@ -45,6 +65,7 @@ def build_blueprint(event_schema: type[Any]) -> Blueprint:
     @blp.doc(requestBody={"required": True, "content": {
         "application/json": {"schema": BatchRequestSchema}}})
     @blp.response(200, BatchResponseSchema)
+    @_problems(blp, 400, 401, 403, 413, 415, 422, 503)
     def post_batch() -> Any:
         """Send up to 500 contact events; each item is answered on its own."""
         body = json_body()
@@ -64,6 +85,7 @@ def build_blueprint(event_schema: type[Any]) -> Blueprint:
     @blp.route("/<uuid:event_uuid>", methods=["GET"])
     @require_scope("prompts:read", "events:write")
     @blp.response(200, EventDetailSchema)
+    @_problems(blp, 401, 403, 404, 503)
     def get_event(event_uuid: Any) -> Any:
         """An event, its status, its prompts and its suppressed matches."""
         return event_service.event_detail(current(), g.principal, str(event_uuid))
