@@ -114,6 +114,8 @@ class Prompt(Base):
         UniqueConstraint("event_id", "rule_key", name="uq_prompts_event_rule"),
         Index("ix_prompts_person", "source", "person_id"),
         Index("ix_prompts_org_created", "organisation", "created_at"),
+        # Outcome reports select prompts by the contact's time.
+        Index("ix_prompts_contact_at", "contact_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -259,3 +261,54 @@ class WebhookDelivery(Base):
     claim_token: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Backtest(Base):
+    """One back-test of one rule version over stored events: queued, run by a worker, polled."""
+
+    __tablename__ = "backtests"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    rule_key: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    days: Mapped[int] = mapped_column(Integer)
+    # The events it may scan: one ODS code, or "*" (asked by a key bound to all organisations).
+    organisation: Mapped[str] = mapped_column(String(16))
+    # queued | running | done | failed
+    status: Mapped[str] = mapped_column(String(10), default="queued")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    error: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(100))  # the API key's id
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CdsClient(Base):
+    """A CDS Hooks client allowed to call /cds-services: its JWT issuer and public JWK Set.
+
+    Registered with `mecc cds-clients add`; keys are never fetched over the network.
+    """
+
+    __tablename__ = "cds_clients"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    iss: Mapped[str] = mapped_column(String(255), unique=True)
+    jwks: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    organisation: Mapped[str] = mapped_column(String(16))  # ODS code, or "*" for all
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UsedJti(Base):
+    """JWT ids already presented by a CDS client: a second use is a replay and is refused.
+
+    Kept until the token could no longer be accepted anyway (`exp`), then purged.
+    """
+
+    __tablename__ = "used_jtis"
+    __table_args__ = (UniqueConstraint("iss", "jti", name="uq_used_jtis_iss_jti"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    iss: Mapped[str] = mapped_column(String(255))
+    jti: Mapped[str] = mapped_column(String(255))
+    exp: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

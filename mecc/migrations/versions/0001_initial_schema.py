@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 03:20:56.312970
+Create Date: 2026-11-25 03:28:49.288458
 """
 
 from __future__ import annotations
@@ -47,6 +47,30 @@ def upgrade() -> None:
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.create_index('ix_audit_entity_key', ['entity', 'entity_key'], unique=False)
 
+    op.create_table('backtests',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('rule_key', sa.String(length=64), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('days', sa.Integer(), nullable=False),
+    sa.Column('organisation', sa.String(length=16), nullable=False),
+    sa.Column('status', sa.String(length=10), nullable=False),
+    sa.Column('result', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('requested_by', sa.String(length=100), nullable=False),
+    sa.Column('created_at', mecc.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('started_at', mecc.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('finished_at', mecc.db.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_table('cds_clients',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('iss', sa.String(length=255), nullable=False),
+    sa.Column('jwks', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('organisation', sa.String(length=16), nullable=False),
+    sa.Column('created_at', mecc.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('iss')
+    )
     op.create_table('rule_versions',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('key', sa.String(length=64), nullable=False),
@@ -84,6 +108,17 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('services', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_services_service_type'), ['service_type'], unique=False)
+
+    op.create_table('used_jtis',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('iss', sa.String(length=255), nullable=False),
+    sa.Column('jti', sa.String(length=255), nullable=False),
+    sa.Column('exp', mecc.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('iss', 'jti', name='uq_used_jtis_iss_jti')
+    )
+    with op.batch_alter_table('used_jtis', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_used_jtis_exp'), ['exp'], unique=False)
 
     op.create_table('events',
     sa.Column('id', sa.String(length=36), nullable=False),
@@ -159,6 +194,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('event_id', 'rule_key', name='uq_prompts_event_rule')
     )
     with op.batch_alter_table('prompts', schema=None) as batch_op:
+        batch_op.create_index('ix_prompts_contact_at', ['contact_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_prompts_event_id'), ['event_id'], unique=False)
         batch_op.create_index('ix_prompts_org_created', ['organisation', 'created_at'], unique=False)
         batch_op.create_index('ix_prompts_person', ['source', 'person_id'], unique=False)
@@ -255,6 +291,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_prompts_person')
         batch_op.drop_index('ix_prompts_org_created')
         batch_op.drop_index(batch_op.f('ix_prompts_event_id'))
+        batch_op.drop_index('ix_prompts_contact_at')
 
     op.drop_table('prompts')
     op.drop_table('webhook_endpoints')
@@ -265,6 +302,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_events_org_occurred')
 
     op.drop_table('events')
+    with op.batch_alter_table('used_jtis', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_used_jtis_exp'))
+
+    op.drop_table('used_jtis')
     with op.batch_alter_table('services', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_services_service_type'))
 
@@ -274,6 +315,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_rule_versions_key'))
 
     op.drop_table('rule_versions')
+    op.drop_table('cds_clients')
+    op.drop_table('backtests')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.drop_index('ix_audit_entity_key')
 

@@ -1,0 +1,82 @@
+"""Administrators' web pages: the rule editor and the outcome dashboard.
+
+Each page is static HTML and JavaScript: deliberately open, it renders no data. The page asks
+for an API key (kept in the tab's sessionStorage) and calls the same JSON API with it, so the
+key's scopes and organisation decide what is shown, exactly as for any other client.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import Blueprint, Response, render_template
+
+from mecc import __version__
+from mecc.auth import open_route
+from mecc.directory import SERVICE_TYPES
+from mecc.domain import INDICATORS, KINDS, OUTCOMES, TOPICS
+from mecc.reports import GROUP_BY
+from mecc.runtime import current
+
+blp = Blueprint("admin_pages", __name__)
+
+# Scripts and styles only from our own origin (no inline script): a page that handles API keys
+# must not run anything injected into it.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+@blp.after_request
+def _page_headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def example_event(now: datetime | None = None) -> dict[str, Any]:
+    """A made-up contact event to dry-run rules against (the CONTRACT.md example, no NHS no.)."""
+    moment = (now or datetime.now(UTC)) - timedelta(minutes=5)
+    return {
+        "event_id": "dry-run-example-1", "source": "rule-editor",
+        "occurred_at": moment.replace(microsecond=0).isoformat(),
+        "organisation": "Y02345", "setting": "general_practice", "contact_type": "appointment",
+        "staff": {"id": "st-991", "role": "practice_nurse", "team": "blue"},
+        "person": {"id": "p-example", "birth_date": "1971-04-02", "sex": "female",
+                   "ethnicity_group": "south_asian", "postcode_district": "M14"},
+        "facts": {"smoking_status": "current", "bmi": 28.4, "audit_c": 6, "phq2": 1},
+        "conditions": [{"system": "http://snomed.info/sct", "code": "44054006",
+                        "display": "Type 2 diabetes mellitus", "onset_date": "2026-09-30"}],
+        "preferences": {"opted_out": False, "declined_topics": []},
+    }
+
+
+def _vocabulary() -> dict[str, Any]:
+    facts = current().catalogue.facts
+    return {
+        "topics": TOPICS, "kinds": KINDS, "indicators": INDICATORS, "outcomes": OUTCOMES,
+        "settings": facts["setting"].values or (),
+        "staff_roles": facts["staff_role"].values or (),
+        "service_types": SERVICE_TYPES, "group_by": GROUP_BY, "version": __version__,
+    }
+
+
+@blp.get("/admin/rules")
+@open_route
+def admin_rules() -> Any:
+    """The rule editor (static page; data comes from the API with the user's key)."""
+    return render_template("admin_rules.html", example_event=json.dumps(example_event(),
+                                                                        indent=2),
+                           **_vocabulary())
+
+
+@blp.get("/reports")
+@open_route
+def reports_page() -> Any:
+    """The outcome dashboard (static page; data comes from the API with the user's key)."""
+    return render_template("reports.html", **_vocabulary())

@@ -1,0 +1,241 @@
+"""The administrators' pages in headless Chromium: rule editor and outcome dashboard.
+
+The app is served by a real HTTP server (werkzeug, in a thread) on a test database; the pages
+get their data from the API with a key typed into the page. Screenshots go to docs/.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from mecc import backtest
+from mecc.models import Backtest
+
+# (tests/browser/conftest.py shadows the top-level conftest module: nothing is imported from it;
+# its fixtures — app, client, seeded, make_key, evaluate_pending, and `browser` from the
+# browser conftest — are used as fixtures.)
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+WRITER = ("events:write", "prompts:read", "prompts:write")
+ADMIN = ("rules:read", "rules:write", "reports:read")
+TIMEOUT_MS = 15_000
+
+# One backend is enough here: the API under the pages is tested on both elsewhere.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def live_server(seeded: Any) -> Iterator[str]:
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, seeded, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+def auth_header(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def make_event(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "event_id": f"ev-{uuid.uuid4().hex[:12]}", "source": "emis-web",
+        "occurred_at": datetime.now(UTC).isoformat(), "organisation": "Y02345",
+        "setting": "general_practice", "contact_type": "appointment",
+        "staff": {"id": "st-991", "role": "practice_nurse", "team": "blue"},
+    }
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.problems = problems
+    yield page
+    context.close()
+
+
+def _seed_outcomes(client: Any, make_key: Any, evaluate_pending: Callable[[], int]) -> None:
+    """A few weeks of contacts across settings and topics, with outcomes recorded."""
+    writer = make_key(organisation="*", scopes=WRITER)
+    now = datetime.now(UTC)
+    profiles = [
+        ({"smoking_status": "current"}, "general_practice"),
+        ({"bmi": 34.0}, "community_pharmacy"),
+        ({"audit_c": 7}, "general_practice"),
+        ({"phq2": 4}, "community_nursing"),
+        ({"activity_minutes_per_week": 20}, "general_practice"),
+        ({"smoking_status": "current", "bmi": 31.0}, "community_pharmacy"),
+    ]
+    for n in range(36):
+        facts, setting = profiles[n % len(profiles)]
+        body = make_event(person={"id": f"person-{n}", "age": 30 + n}, facts=facts,
+                          conditions=[], setting=setting,
+                          organisation="Y02345" if n % 4 else "A81001",
+                          preferences={"opted_out": False, "declined_topics": []})
+        body["occurred_at"] = (now - timedelta(days=n % 12, hours=n % 5)).isoformat()
+        assert client.post("/api/v1/events", json=body,
+                           headers=auth_header(writer)).status_code == 202
+    evaluate_pending()
+    prompts = client.get("/api/v1/prompts?limit=500&status=new",
+                         headers=auth_header(writer)).json["items"]
+    pattern = ["conversation_had", "referred", "declined", "conversation_had", "not_now",
+               None, "referred", "not_appropriate", None]
+    for n, prompt in enumerate(prompts):
+        outcome = pattern[n % len(pattern)]
+        if outcome:
+            client.post(f"/api/v1/prompts/{prompt['id']}/outcome", json={"outcome": outcome},
+                        headers=auth_header(writer))
+
+
+def _run_queued_backtests(app: Any, deadline: float) -> None:
+    """Stand in for the worker: run the back-test the page queued (the worker is tested in
+    tests/integration/test_backtest.py)."""
+    runtime = app.extensions["mecc"]
+    while time.monotonic() < deadline:
+        with runtime.db.session() as session:
+            ids = list(session.scalars(select(Backtest.id).where(Backtest.status == "queued")))
+        if ids:
+            for backtest_id in ids:
+                backtest.run_backtest(runtime, backtest_id)
+            return
+        time.sleep(0.1)
+    pytest.fail("the page did not queue a back-test")
+
+
+@pytest.mark.browser
+def test_pages_render_no_data_without_a_key(client: Any, seeded: Any) -> None:
+    for path in ("/admin/rules", "/reports"):
+        response = client.get(path)
+        assert response.status_code == 200
+        html = response.get_data(as_text=True)
+        assert "smoking-very-brief-advice" not in html
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        assert "<script>" not in html, "no inline script (the CSP forbids it)"
+    with client.get("/static/admin.js") as script:
+        assert script.status_code == 200
+
+
+@pytest.mark.browser
+def test_rule_editor_validates_dry_runs_backtests_and_saves(
+        live_server: str, page: Any, app: Any, client: Any, make_key: Any,
+        evaluate_pending: Callable[[], int], redis_url: str) -> None:
+    _seed_outcomes(client, make_key, evaluate_pending)
+    key = make_key(organisation="*", scopes=ADMIN)
+    page.goto(f"{live_server}/admin/rules")
+    assert page.locator("#workspace").is_hidden()
+
+    page.get_by_role("textbox", name="API key").fill(key)
+    page.keyboard.press("Enter")
+    rules = page.locator("#rule-list tbody tr")
+    rules.first.wait_for()
+    assert rules.count() >= 10
+    assert page.locator("#rule-list").get_by_text("smoking-very-brief-advice").is_visible()
+
+    page.get_by_role("button", name="Open rule smoking-very-brief-advice").click()
+    page.locator("#editor").wait_for()
+    when = page.get_by_label("When (rule expression)")
+    assert "smoking_status" in when.input_value()
+
+    when.fill("age >= 12 &&\n  smoking_stat == 'current'")
+    error = page.locator("#when-errors .diagnostic")
+    error.wait_for()
+    assert "Line 2, column 3" in error.inner_text()
+    assert "smoking_status" in error.inner_text()  # did you mean
+    assert when.get_attribute("aria-invalid") == "true"
+
+    when.fill("age >= 12 && smoking_status == 'current'")
+    page.locator("#when-errors .when-ok").wait_for()
+    assert when.get_attribute("aria-invalid") == "false"
+
+    page.get_by_role("button", name="Dry run").click()
+    verdict = page.locator("#dry-result .verdict.shown")
+    verdict.wait_for()
+    assert "Would show" in verdict.inner_text()
+    assert page.locator("#dry-result .conditions li").count() >= 2
+
+    page.get_by_label("Days", exact=True).fill("14")
+    page.get_by_role("button", name="Start back-test").click()
+    _run_queued_backtests(app, time.monotonic() + 10)
+    page.locator("#backtest-status[data-kind='ok']").wait_for()
+    assert "Done" in page.locator("#backtest-status").inner_text()
+    assert page.locator("#backtest-result svg rect").count() > 0
+
+    page.get_by_label("Title").fill("Smoker - very brief advice on stopping (edited)")
+    page.get_by_role("button", name="Save as new draft version").click()
+    page.locator("#save-status[data-kind='ok']").wait_for()
+    assert "Saved as version 2" in page.locator("#save-status").inner_text()
+    assert page.locator("#version-list tbody tr").count() == 2
+    page.locator("#audit-list li").first.wait_for()
+
+    # The screenshot shows an error as an administrator sees it while typing.
+    when.fill("age >= 12 &&\n  smoking_stat == 'current'")
+    page.locator("#when-errors .diagnostic").wait_for()
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / "admin.png"), full_page=True)
+
+    # Readable in a small window: the page reflows instead of scrolling sideways.
+    page.set_viewport_size({"width": 400, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 400
+    assert page.problems == []
+
+
+@pytest.mark.browser
+def test_reports_dashboard_draws_charts(live_server: str, page: Any, client: Any,
+                                        make_key: Any,
+                                        evaluate_pending: Callable[[], int]) -> None:
+    _seed_outcomes(client, make_key, evaluate_pending)
+    key = make_key(organisation="*", scopes=("reports:read",))
+    page.goto(f"{live_server}/reports")
+    page.get_by_role("textbox", name="API key").fill(key)
+    page.get_by_role("button", name="Use this key").click()
+
+    chart = page.locator("#chart svg[role='img']")
+    chart.wait_for()
+    assert chart.locator("rect").count() > 5
+    assert page.locator("#report-table tbody tr").count() >= 4
+    assert "Conversations" in page.locator("#totals").inner_text()
+
+    page.get_by_label("Group by").select_option("day")
+    page.get_by_role("button", name="Show report").click()
+    page.locator("#chart-caption", has_text="per day").wait_for()
+    assert page.locator("#report-table tbody tr").count() == 30
+
+    page.get_by_label("Group by").select_option("setting")
+    page.get_by_role("button", name="Show report").click()
+    page.locator("#chart-caption", has_text="per setting").wait_for()
+    page.locator("#report-table tbody th", has_text="community pharmacy").wait_for()
+    page.set_viewport_size({"width": 1100, "height": 900})
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / "reports.png"), full_page=True)
+    page.set_viewport_size({"width": 400, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 400
+    assert page.problems == []
+
+    # A window the API refuses is explained, and the page stays usable.
+    page.get_by_label("Contacts from").fill("2099-01-01")
+    page.get_by_role("button", name="Show report").click()
+    page.locator("#report-status[data-kind='error']").wait_for()
+    assert "from: Must be before" in page.locator("#report-status").inner_text()
+    assert page.locator("#workspace").is_visible()
