@@ -228,6 +228,77 @@ def services_load(path: str) -> None:
     click.echo(f"{len(found)} services, {changed} added or changed")
 
 
+# ---------------------------------------------------------------- CDS Hooks clients
+@main.group("cds-clients")
+def cds_clients() -> None:
+    """CDS Hooks clients: the JWT issuers allowed to call /cds-services, with their keys."""
+
+
+@cds_clients.command("add")
+@click.option("--iss", required=True, help="The client's JWT issuer (iss), e.g. its base URL.")
+@click.option("--jwks", "jwks_path", required=True,
+              help="A file holding the client's public JWK Set ({\"keys\": [...]}).")
+@click.option("--organisation", required=True, help="ODS code, or '*' for all organisations.")
+def cds_clients_add(iss: str, jwks_path: str, organisation: str) -> None:
+    """Register a client (or replace its keys and organisation: key rotation)."""
+    from mecc import cds
+
+    try:
+        jwks = json.loads(_path(jwks_path).read_text())
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"cannot read a JSON JWK Set from {jwks_path}: {exc}") \
+            from None
+    database = _database()
+    try:
+        with database.session() as session:
+            row, created = cds.register_client(session, iss=iss, jwks=jwks,
+                                               organisation=organisation)
+            session.commit()
+            summary = f"{'added' if created else 'updated'} {row.iss} ({row.organisation}), " \
+                      f"{len(jwks['keys'])} key(s), id {row.id}"
+    except cds.JwksError as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        database.dispose()
+    click.echo(summary)
+
+
+@cds_clients.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def cds_clients_list(as_json: bool) -> None:
+    """List registered clients (their public key ids)."""
+    from mecc import cds
+
+    database = _database()
+    with database.session() as session:
+        rows = [{"id": c.id, "iss": c.iss, "organisation": c.organisation,
+                 "kids": [k.get("kid") for k in (c.jwks or {}).get("keys", [])],
+                 "created_at": c.created_at.isoformat()} for c in cds.list_clients(session)]
+    database.dispose()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        kids = ", ".join(str(k) for k in row["kids"])
+        click.echo(f"{row['id']}  {row['organisation']:8}  {row['iss']}  [{kids}]")
+
+
+@cds_clients.command("remove")
+@click.option("--iss", required=True)
+def cds_clients_remove(iss: str) -> None:
+    """Remove a client: its JWTs stop working at once."""
+    from mecc import cds
+
+    database = _database()
+    with database.session() as session:
+        removed = cds.remove_client(session, iss)
+        session.commit()
+    database.dispose()
+    if not removed:
+        raise click.ClickException(f"no CDS client with iss {iss}")
+    click.echo(f"removed {iss}")
+
+
 # ---------------------------------------------------------------- everything
 @main.command("seed")
 def seed() -> None:

@@ -1,0 +1,73 @@
+"""CDS Hooks 2.0 endpoints: discovery, service calls and feedback (at the app root)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Blueprint, g, request
+
+from mecc import cds
+from mecc.auth import bearer_token, open_route
+from mecc.errors import BadRequest, Unauthorized
+from mecc.runtime import current
+from mecc.views import json_body
+
+F = TypeVar("F", bound=Callable[..., Any])
+blp = Blueprint("cds", __name__, url_prefix="/cds-services")
+
+
+def cds_auth(*scopes: str) -> Callable[[F], F]:
+    """A registered CDS client's JWT (aud = this URL), or an API key with one of `scopes`."""
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            token = bearer_token()
+            if token is None:
+                raise Unauthorized("Send 'Authorization: Bearer <JWT>' signed by a registered "
+                                   "CDS client key, or an API key.")
+            audience = cds.expected_audience(request.base_url,
+                                              os.environ.get("MECC_PUBLIC_URL"), request.path)
+            g.caller = cds.authenticate(current(), token, audience=audience, scopes=scopes)
+            g.principal = g.caller.principal
+            return view(*args, **kwargs)
+
+        wrapper.mecc_scope = tuple(scopes)  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def _body() -> Any:
+    try:
+        return json_body()
+    except RecursionError:
+        raise BadRequest("The body is nested too deeply to read.") from None
+
+
+@blp.get("")
+@open_route
+def discovery() -> Any:
+    """The CDS services offered here, with their prefetch templates."""
+    return cds.discovery()
+
+
+@blp.post("/<service_id>")
+@cds_auth("events:write")
+def call(service_id: str) -> Any:
+    """Call a CDS service: the hook becomes a contact event, evaluated now; cards back."""
+    svc = cds.service(service_id)
+    return cds.call_service(current(), g.caller, svc, _body())
+
+
+@blp.post("/<service_id>/feedback")
+@cds_auth("events:write", "prompts:write")
+def feedback(service_id: str) -> Any:
+    """What the user did with the cards: recorded as prompt outcomes."""
+    cds.service(service_id)
+    items = cds.parse_feedback(_body())
+    recorded = cds.record_feedback(current(), g.caller, items)
+    return {"recorded": recorded}
