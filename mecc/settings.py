@@ -65,6 +65,8 @@ class Settings:
     max_prompts_per_contact: int = 3
     max_body_bytes: int = 1_048_576  # 1 MiB: a batch of 500 events fits
     log_level: str = "INFO"
+    # The URL clients call us at, when a proxy stands in front (CDS Hooks JWT `aud`).
+    public_url: str = ""
     # Per API key, counted across all API processes; "off" disables (benchmarks).
     rate_limit: str = "6000 per minute"
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -99,6 +101,7 @@ class Settings:
             max_body_bytes=_int(env, "MECC_MAX_BODY_BYTES", 1_048_576, 1024, 64 * 1_048_576),
             log_level=level,
             rate_limit=env.get("MECC_RATE_LIMIT") or cls.rate_limit,
+            public_url=(env.get("MECC_PUBLIC_URL") or "").rstrip("/"),
         )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:

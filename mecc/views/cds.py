@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -30,7 +29,7 @@ def cds_auth(*scopes: str) -> Callable[[F], F]:
                 raise Unauthorized("Send 'Authorization: Bearer <JWT>' signed by a registered "
                                    "CDS client key, or an API key.")
             audience = cds.expected_audience(request.base_url,
-                                              os.environ.get("MECC_PUBLIC_URL"), request.path)
+                                              current().settings.public_url or None, request.path)
             g.caller = cds.authenticate(current(), token, audience=audience, scopes=scopes)
             g.principal = g.caller.principal
             return view(*args, **kwargs)
