@@ -1,0 +1,184 @@
+"""CDS Hooks: synchronous card response latency, p50 / p99, through the real stack.
+
+gunicorn (mecc.gunicorn_conf) on a PostgreSQL database of its own, the default rule pack,
+a CDS client registered with `mecc cds-clients add` (an ES384 key made here), and one fresh
+signed JWT per call, as an EHR sends them. Each call stores the event, evaluates it in the
+request with the live rules and suppression, and answers cards. The baseline, measured in the
+same run with the same client: GET /cds-services (discovery) on the same server, i.e. the
+cost of the web stack alone.
+
+    .venv/bin/python bench/cds.py [--calls 400] [--concurrency 4] [--output bench/out/cds.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+import psycopg
+from cryptography.hazmat.primitives.asymmetric import ec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "cds-hooks"
+ISS = "https://ehr.bench.example/"
+SNOMED, LOINC = "http://snomed.info/sct", "http://loinc.org"
+SERVICE = "/cds-services/mecc-patient-view"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def hook_body(i: int) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads((FIXTURES / "request-patient-view.json").read_text())
+    body["hookInstance"] = str(uuid.uuid4())
+    patient = body["prefetch"]["patientToGreet"]
+    patient["id"] = f"bench-{i}"
+    body["context"]["patientId"] = patient["id"]
+    when = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
+
+    def obs(ident: str, code: tuple[str, str], **value: Any) -> dict[str, Any]:
+        return {"resourceType": "Observation", "id": ident, "status": "final",
+                "code": {"coding": [{"system": code[0], "code": code[1]}]},
+                "subject": {"reference": f"Patient/{patient['id']}"},
+                "effectiveDateTime": when, **value}
+
+    body["prefetch"]["conditions"] = {"resourceType": "Bundle", "type": "searchset", "entry": []}
+    body["prefetch"]["observations"] = {"resourceType": "Bundle", "type": "searchset", "entry": [
+        {"resource": obs("s", (SNOMED, "77176002"))},
+        {"resource": obs("b", (LOINC, "39156-5"), valueQuantity={
+            "value": 31.0, "unit": "kg/m2", "system": "http://unitsofmeasure.org",
+            "code": "kg/m2"})}]}
+    return body
+
+
+class Ehr:
+    def __init__(self, port: int) -> None:
+        self.private = ec.generate_private_key(ec.SECP384R1())
+        public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.private.public_key()))
+        public.update({"kid": "bench-1", "alg": "ES384", "use": "sig"})
+        self.jwks = {"keys": [public]}
+        self.aud = f"http://127.0.0.1:{port}{SERVICE}"
+
+    def token(self) -> str:
+        now = int(time.time())
+        return jwt.encode({"iss": ISS, "aud": self.aud, "iat": now, "exp": now + 300,
+                           "jti": str(uuid.uuid4())}, self.private, algorithm="ES384",
+                          headers={"kid": "bench-1", "typ": "JWT"})
+
+
+def run_load(port: int, calls: int, concurrency: int, make_request: Any) -> list[float]:
+    """`calls` requests over `concurrency` keep-alive connections; latencies in ms."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    counter = iter(range(calls))
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            method, path, body, headers = make_request(i)
+            start = time.perf_counter()
+            conn.request(method, path, body=body, headers=headers)
+            answer = conn.getresponse()
+            payload = answer.read()
+            elapsed = (time.perf_counter() - start) * 1000
+            if answer.status != 200:
+                with lock:
+                    errors.append(f"{method} {path}: {answer.status} {payload[:300]!r}")
+                break
+            with lock:
+                latencies.append(elapsed)
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    if errors:
+        raise RuntimeError(f"{len(errors)} failed calls, e.g. {errors[0]}")
+    return latencies
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--output", default="")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="mecc-bench-cds-"))
+    name = f"mecc_bench_cds_{uuid.uuid4().hex[:6]}"
+    admin = psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    port = harness.free_port()
+    env = harness.service_env(f"postgresql://postgres@127.0.0.1/{name}",
+                              "redis://127.0.0.1:6379/14", work, port=port,
+                              MECC_RATE_LIMIT="off")
+    api = None
+    try:
+        harness.seed(env)
+        ehr = Ehr(port)
+        jwks_file = work / "jwks.json"
+        jwks_file.write_text(json.dumps(ehr.jwks))
+        subprocess.run([harness.MECC, "cds-clients", "add", "--iss", ISS, "--jwks",
+                        str(jwks_file), "--organisation", "Y02345"], env=env, check=True,
+                       capture_output=True, timeout=60)
+        (work / "logs").mkdir(exist_ok=True)
+        api = harness.start_api(env, port, work / "logs")
+
+        def discovery(_: int) -> tuple[str, str, None, dict[str, str]]:
+            return "GET", "/cds-services", None, {}
+
+        def hook(i: int) -> tuple[str, str, str, dict[str, str]]:
+            return "POST", SERVICE, json.dumps(hook_body(i)), {
+                "Authorization": f"Bearer {ehr.token()}", "Content-Type": "application/json"}
+
+        run_load(port, 20, 2, hook)  # warm up: caches, connections
+        base = run_load(port, args.calls, args.concurrency, discovery)
+        cards = run_load(port, args.calls, args.concurrency, hook)
+    finally:
+        if api is not None:
+            api.stop()
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+    rows = [("discovery (baseline)", base), ("patient-view → cards", cards)]
+    lines = [f"CDS Hooks, {args.calls} calls, concurrency {args.concurrency}",
+             "", "| request | p50 ms | p99 ms | mean ms | ratio p50 to baseline |",
+             "|---|---|---|---|---|"]
+    for label, values in rows:
+        lines.append(f"| {label} | {percentile(values, .5):.1f} | {percentile(values, .99):.1f}"
+                     f" | {statistics.fmean(values):.1f} | "
+                     f"{percentile(values, .5) / percentile(base, .5):.1f}× |")
+    text = "\n".join(lines)
+    print(text)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
