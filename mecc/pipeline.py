@@ -120,13 +120,22 @@ def load_history(session: Session, events: Iterable[Event]) -> dict[str, list[Pa
                Prompt.event_id, Prompt.source, Prompt.person_id, Prompt.person_key)
         .where(who, Prompt.contact_at >= since))
     out: dict[str, list[PastPrompt]] = {e.id: [] for e in events}
+    # Look the batch's events up by person rather than testing every event against every past
+    # prompt: that was quadratic, and a third of the worker's time per batch (bench/pipeline.py).
+    by_pair: dict[tuple[str, str], list[Event]] = {}
+    by_key: dict[str, list[Event]] = {}
+    for e in events:
+        by_pair.setdefault((e.source, e.person_id), []).append(e)
+        if e.person_key is not None:
+            by_key.setdefault(e.person_key, []).append(e)
     for r in rows:
         past = PastPrompt(rule_key=r.rule_key, topic=r.topic, contact_at=r.contact_at,
                           status=r.status, event_id=r.event_id)
-        for e in events:
-            if e.id != r.event_id and (
-                    (r.source == e.source and r.person_id == e.person_id)
-                    or (e.person_key is not None and r.person_key == e.person_key)):
+        same = by_pair.get((r.source, r.person_id), [])
+        if r.person_key is not None and r.person_key in by_key:
+            same = same + [e for e in by_key[r.person_key] if e not in same]
+        for e in same:
+            if e.id != r.event_id:
                 out[e.id].append(past)
     return out
 
@@ -163,33 +172,40 @@ def decide(row: Event, ruleset: RuleSet, history: Sequence[PastPrompt], catalogu
 
 
 def evaluate_claimed(session: Session, token: str, rows: Sequence[Event], *, ruleset: RuleSet,
-                     services: Sequence[Service], catalogue: Catalogue,
-                     max_prompts: int) -> BatchResult:
-    """Decide every claimed event and write the results (caller commits)."""
+                     services: Sequence[Service], catalogue: Catalogue, max_prompts: int,
+                     abort_on: tuple[type[BaseException], ...] = ()) -> BatchResult:
+    """Decide every claimed event and write the results (caller commits).
+
+    An exception in `abort_on` (the worker's soft time limit) abandons the whole batch rather
+    than failing the one event it happened to interrupt: the claims lapse and the relay sends
+    the events again.
+    """
     now = utcnow()
     result = BatchResult()
-    history = load_history(session, rows)
-    done: list[Event] = []
-    for row in rows:  # in occurred_at order: earlier contacts in a batch shape later ones
+    # Check the claims are still ours *before* deciding or adding anything: one update marks
+    # every event still ours as evaluated, and its row locks keep them ours until the commit.
+    # An event whose lease expired (another worker owns it now) is skipped and shapes no later
+    # event's history. One statement for the batch rather than one per event, which was most
+    # of the worker's time (bench/pipeline.py).
+    ours = _finish_claimed(session, [row.id for row in rows], token, now=now)
+    kept = [row for row in rows if row.id in ours]
+    result.skipped.extend(row.id for row in rows if row.id not in ours)
+    history = load_history(session, kept)
+    earlier = _EarlierInBatch()
+    for row in kept:  # in occurred_at order: earlier contacts in a batch shape later ones
         past = list(history[row.id])
-        for earlier in done:
-            if _same_person(earlier, row):
-                past.extend(PastPrompt(p.rule_key, p.topic, p.contact_at, p.status, p.event_id)
-                            for p in result.prompts if p.event_id == earlier.id)
+        past.extend(PastPrompt(p.rule_key, p.topic, p.contact_at, p.status, p.event_id)
+                    for p in earlier.prompts_for(row))
         try:
             event, decision = decide(row, ruleset, past, catalogue, max_prompts)
             prompts = [build_prompt(row, c, dict(event.context.facts), services, now)
                        for c in (*decision.shown, *decision.deferred)]
+        except abort_on:
+            raise
         except Exception as exc:  # noqa: BLE001 - one bad event must not block the batch
             log.exception("evaluation failed", extra={"event": row.id})
-            _finish(session, row, token, status="failed",
-                    reason=f"evaluation error: {type(exc).__name__}", now=now)
+            _mark_failed(session, row, reason=f"evaluation error: {type(exc).__name__}")
             result.failed.append(row.id)
-            continue
-        # Check the claim is still ours *before* adding anything: the update autoflushes the
-        # session, so rows added earlier would be written even when the claim was lost.
-        if not _finish(session, row, token, status="evaluated", reason=None, now=now):
-            result.skipped.append(row.id)  # our lease expired; another worker owns it now
             continue
         session.add_all(prompts)
         session.add_all(SuppressedMatch(event_id=row.id, rule_key=s.rule_key,
@@ -202,9 +218,32 @@ def evaluate_claimed(session: Session, token: str, rows: Sequence[Event], *, rul
         result.evaluated.append(row.id)
         result.prompts.extend(prompts)
         result.pushed.extend(messages)
-        done.append(row)
+        earlier.add(row, prompts)
     session.flush()  # numbers the push messages
     return result
+
+
+class _EarlierInBatch:
+    """The events of this batch decided so far, looked up by person (not scanned per event)."""
+
+    def __init__(self) -> None:
+        self._prompts: list[list[Prompt]] = []
+        self._by_pair: dict[tuple[str, str], list[int]] = {}
+        self._by_key: dict[str, list[int]] = {}
+
+    def add(self, row: Event, prompts: list[Prompt]) -> None:
+        index = len(self._prompts)
+        self._prompts.append(prompts)
+        self._by_pair.setdefault((row.source, row.person_id), []).append(index)
+        if row.person_key is not None:
+            self._by_key.setdefault(row.person_key, []).append(index)
+
+    def prompts_for(self, row: Event) -> list[Prompt]:
+        """The prompts of the same person's earlier events, in the order they were decided."""
+        found = set(self._by_pair.get((row.source, row.person_id), ()))
+        if row.person_key is not None:
+            found.update(self._by_key.get(row.person_key, ()))
+        return [p for index in sorted(found) for p in self._prompts[index]]
 
 
 def push_message(kind: str, prompt: Prompt, now: datetime) -> PushMessage:
@@ -212,14 +251,25 @@ def push_message(kind: str, prompt: Prompt, now: datetime) -> PushMessage:
                        team=prompt.team, staff_id=prompt.staff_id, created_at=now)
 
 
-def _finish(session: Session, row: Event, token: str, *, status: str, reason: str | None,
-            now: datetime) -> bool:
-    changed = session.execute(
-        update(Event).where(Event.id == row.id, Event.claim_token == token,
+def _finish_claimed(session: Session, event_ids: Sequence[str], token: str, *,
+                    now: datetime) -> set[str]:
+    """Mark these events evaluated where the claim is still ours; the ids that were."""
+    if not event_ids:
+        return set()
+    return set(session.scalars(
+        update(Event).where(Event.id.in_(list(event_ids)), Event.claim_token == token,
                             Event.status == "processing")
-        .values(status=status, status_reason=reason, evaluated_at=now, claim_token=None)
-        .execution_options(synchronize_session=False)).rowcount
-    return bool(changed)
+        .values(status="evaluated", status_reason=None, evaluated_at=now, claim_token=None)
+        .returning(Event.id)
+        .execution_options(synchronize_session=False)))
+
+
+def _mark_failed(session: Session, row: Event, *, reason: str) -> None:
+    """An event of ours (marked evaluated by _finish_claimed in this transaction) that failed."""
+    session.execute(
+        update(Event).where(Event.id == row.id, Event.status == "evaluated")
+        .values(status="failed", status_reason=reason)
+        .execution_options(synchronize_session=False))
 
 
 def due_for_relay(session: Session, *, now: datetime | None = None, limit: int = 1000,

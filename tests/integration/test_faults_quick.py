@@ -1,0 +1,60 @@
+"""The fault-injection suite, quick version: `bench/faults.py --quick` as CI runs it.
+
+Every scenario (worker children and the whole worker killed, Redis crashed and wiped,
+PostgreSQL stopped, duplicate submissions) against real processes on this machine, with its
+own Redis and PostgreSQL; the script's exit code and table must both say lost = 0 and
+duplicated = 0.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "bench" / "faults.py"
+SCENARIOS = 6
+LIMIT_SECONDS = 420
+
+
+def _missing_tools() -> list[str]:
+    pg_bin = Path(os.environ.get("MECC_PG_BIN", "/usr/lib/postgresql/15/bin"))
+    missing = [t for t in ("redis-server",) if shutil.which(t) is None]
+    missing += [str(pg_bin / t) for t in ("initdb", "pg_ctl") if not (pg_bin / t).exists()]
+    return missing
+
+
+@pytest.mark.slow
+def test_quick_fault_run_loses_nothing_and_duplicates_nothing() -> None:
+    missing = _missing_tools()
+    if missing:
+        message = f"the fault suite starts its own servers and needs {', '.join(missing)}"
+        if os.environ.get("MECC_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    run = subprocess.Popen([sys.executable, str(SCRIPT), "--quick"], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = run.communicate(timeout=LIMIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        run.terminate()  # the script stops the servers it started on SIGTERM
+        stdout, stderr = run.communicate(timeout=60)
+        pytest.fail(f"bench/faults.py --quick took over {LIMIT_SECONDS} s:\n{stderr[-4000:]}")
+    report = f"exit {run.returncode}\n{stdout}\n{stderr[-4000:]}"
+    assert run.returncode == 0, report
+
+    rows = [line for line in stdout.splitlines() if re.match(r"\| \([a-e]\) ", line)]
+    assert len(rows) == SCENARIOS, report
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        _, attempted, accepted, evaluated, lost, duplicated, server_errors, _ = cells
+        assert int(attempted) > 0, line
+        assert int(accepted) == int(evaluated) == int(attempted), line
+        assert (int(lost), int(duplicated), int(server_errors)) == (0, 0, 0), line
+    assert "faults: PASS" in stdout, report
