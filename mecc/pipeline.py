@@ -80,10 +80,11 @@ def claim(session: Session, event_ids: Sequence[str], *, now: datetime | None = 
 
 def release(session: Session, token: str) -> int:
     """Give claimed events back (a transient error): the retry can claim them at once
-    instead of waiting for the lease to expire. Caller commits."""
+    instead of waiting for the lease to expire. The claim is not counted against
+    MAX_ATTEMPTS: a database blip is not the event's fault. Caller commits."""
     return session.execute(
         update(Event).where(Event.claim_token == token, Event.status == "processing")
-        .values(status="queued", claim_token=None)
+        .values(status="queued", claim_token=None, attempts=Event.attempts - 1)
         .execution_options(synchronize_session=False)).rowcount or 0
 
 

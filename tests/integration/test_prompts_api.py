@@ -182,3 +182,20 @@ def test_a_forged_cursor_without_a_zone_is_refused(client: Any, make_key: Any) -
                                       ).decode().rstrip("=")
     response = client.get(f"/api/v1/prompts?cursor={forged}", headers=auth_header(make_key()))
     assert response.status_code == 422 and "cursor" in response.json["errors"]
+
+
+def test_a_released_claim_is_not_counted_as_an_attempt(app: Any, client: Any,
+                                                       make_key: Any) -> None:
+    from mecc import pipeline
+    from mecc.models import Event
+
+    event_id = _post(client, make_key(), **_smoker())
+    db = app.extensions["mecc"].db
+    with db.session() as session:
+        token, rows = pipeline.claim(session, [event_id])
+        session.commit()
+        assert [r.attempts for r in rows] == [1]
+        assert pipeline.release(session, token) == 1
+        session.commit()
+        event = session.get(Event, event_id)
+        assert (event.status, event.attempts, event.claim_token) == ("queued", 0, None)
