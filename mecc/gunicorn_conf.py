@@ -6,8 +6,17 @@ import os
 
 from prometheus_client import multiprocess
 
-# gthread: plain threads, so a slow client or a long-lived stream does not block a worker.
-worker_class = os.environ.get("MECC_GUNICORN_WORKER_CLASS", "gthread")
+# gevent: a staff screen holds its Server-Sent Events stream open all day, and a greenlet per
+# connection costs kilobytes where a thread costs a stack and a share of the GIL. Measured by
+# bench/push.py on this 2-core machine (bench/RESULTS.md, "Push"): one gevent process delivered
+# to 1,000 streams with p99 0.1 s, 1,500 with 0.2 s and 2,000 with 0.5 s; gthread, given a thread
+# per stream, had p99 0.27 s at 1,000 (ordinary GETs slowed to 0.5 s) and 5.4 s at 1,500; at
+# its default 16 threads it holds 16. gevent patches sockets, select and threading before the
+# app loads; redis-py and psycopg 3 (>= 3.1.14 detects the patching; checked: 5 concurrent
+# pg_sleep(1) take 1.07 s) then yield while they wait. MECC_GUNICORN_WORKER_CLASS=gthread
+# switches back.
+worker_class = os.environ.get("MECC_GUNICORN_WORKER_CLASS", "gevent")
+worker_connections = int(os.environ.get("MECC_GUNICORN_WORKER_CONNECTIONS", "4000"))
 threads = int(os.environ.get("MECC_GUNICORN_THREADS", "16"))
 timeout = 60
 graceful_timeout = 10

@@ -14,6 +14,7 @@ from mecc.domain import OUTCOMES
 from mecc.runtime import current
 from mecc.schemas.fields import IDENT, Schema, StrictString, one_of
 from mecc.schemas.responses import PromptSchema
+from mecc.views.stream import key_or_stream_token
 
 blp = Blueprint("prompts", __name__, url_prefix="/api/v1/prompts",
                 description="Prompts for staff screens, and what staff recorded.")
@@ -75,7 +76,7 @@ def get_prompt(prompt_id: Any) -> Any:
 
 
 @blp.route("/<uuid:prompt_id>/outcome", methods=["POST"])
-@require_scope("prompts:write")
+@key_or_stream_token("prompts:write", in_query=False, prompt_arg="prompt_id")
 @blp.arguments(OutcomeSchema)
 @blp.response(201, PromptWithHistorySchema)
 def post_outcome(body: dict[str, Any], prompt_id: Any) -> Any:
