@@ -232,7 +232,7 @@ class Announcer:
             session.commit()
             wire = json.dumps(push.message_dict(message, prompt_dict(prompt)))
         self.published[message.id] = time.perf_counter()
-        self.redis.publish(push.CHANNEL, wire)
+        self.redis.publish(push.channel_for(BENCH_REDIS_URL), wire)
 
     def close(self) -> None:
         self.redis.close()

@@ -143,8 +143,10 @@ class _Entry:
     required: frozenset[str]
 
 
-# (position in rank order, the other required facts or None, the compiled test)
-_Indexed = tuple[int, frozenset[str] | None, Callable[[EvalContext], bool | None]]
+# (position in rank order, the other required facts or None, the clause's facts in order when
+# the rule is filed under more than one, the compiled test)
+_Indexed = tuple[int, frozenset[str] | None, tuple[str, ...] | None,
+                 Callable[[EvalContext], bool | None]]
 
 
 class RuleSet:
@@ -175,13 +177,17 @@ class RuleSet:
         self._always: list[tuple[int, Callable[[EvalContext], bool | None]]] = []
         self._by_fact: dict[str, list[_Indexed]] = {}
         for position, entry in enumerate(self._entries):
-            if not entry.required:
+            clause = _best_clause(entry, fact_frequency)
+            if not clause:
                 self._always.append((position, entry.expression.evaluate))
                 continue
-            key = _rarest(entry.required, fact_frequency)
-            others = entry.required - {key}
-            self._by_fact.setdefault(key, []).append(
-                (position, others or None, entry.expression.evaluate))
+            # Filed under every fact of the clause; found through the first one present.
+            order = tuple(sorted(clause))
+            for key in order:
+                others = entry.required - {key}
+                self._by_fact.setdefault(key, []).append(
+                    (position, others or None, order if len(order) > 1 else None,
+                     entry.expression.evaluate))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -206,7 +212,9 @@ class RuleSet:
             bucket = self._by_fact.get(fact)
             if bucket is None:
                 continue
-            for position, others, test in bucket:
+            for position, others, clause, test in bucket:
+                if clause is not None and _first_present(clause, present) != fact:
+                    continue  # found through an earlier fact of its clause already
                 if (others is None or others <= present) and test(ctx) is True:
                     found.append(position)
         found.sort()  # positions are in rank order
@@ -217,19 +225,43 @@ class RuleSet:
         present = ctx.facts.keys()
         positions = [position for position, _ in self._always]
         for fact in present:
-            for position, others, _ in self._by_fact.get(fact, ()):
+            for position, others, clause, _ in self._by_fact.get(fact, ()):
+                if clause is not None and _first_present(clause, present) != fact:
+                    continue
                 if others is None or others <= present:
                     positions.append(position)
         return positions
 
 
-def _rarest(required: frozenset[str], frequency: Mapping[str, float] | None) -> str:
-    def commonness(fact: str) -> tuple[float, str]:
-        if frequency is not None and fact in frequency:
-            return (frequency[fact], fact)
-        return (1.0 if fact in COMMON_FACTS else 0.5, fact)
+def _first_present(clause: tuple[str, ...], present: Any) -> str | None:
+    return next((fact for fact in clause if fact in present), None)
 
-    return min(required, key=commonness)
+
+def _best_clause(entry: _Entry, frequency: Mapping[str, float] | None) -> frozenset[str]:
+    """The requirement clause that rules the rule out for the most events: the one whose
+    facts are least likely to be present (any one of them, taken as independent). Empty:
+    always evaluate.
+
+    Clauses come from CompiledExpression.required_any (`phq2 >= 3 || gad2 >= 3` gives
+    {phq2, gad2}); expressions without it offer one clause per required fact.
+    """
+    def commonness(fact: str) -> float:
+        if frequency is not None and fact in frequency:
+            return frequency[fact]
+        return 1.0 if fact in COMMON_FACTS else 0.5
+
+    clauses = getattr(entry.expression, "required_any", None)
+    if clauses is None:
+        clauses = [frozenset({fact}) for fact in entry.required]
+    if not clauses:
+        return frozenset()
+    def chance_any_present(clause: frozenset[str]) -> float:
+        absent = 1.0
+        for fact in clause:
+            absent *= 1.0 - commonness(fact)
+        return 1.0 - absent
+
+    return min(clauses, key=lambda c: (chance_any_present(c), sorted(c)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from mecc import webhooks
+from mecc import push, webhooks
 from mecc.catalogue import Catalogue
 from mecc.db import utcnow
 from mecc.directory import resolve_services
@@ -220,6 +220,8 @@ def evaluate_claimed(session: Session, token: str, rows: Sequence[Event], *, rul
         result.prompts.extend(prompts)
         result.pushed.extend(messages)
         earlier.add(row, prompts)
+    if result.pushed:
+        push.hold_push_order(session)
     session.flush()  # numbers the push messages
     return result
 

@@ -123,6 +123,7 @@ def record_outcome(runtime: Runtime, principal: Principal, prompt_id: str,
                detail={"outcome": body["outcome"], "staff_id": body.get("staff_id"),
                        "service_id": service_id})
         message = push_message("prompt-updated", prompt, now)
+        push.hold_push_order(session)
         session.add(message)
         session.commit()
         result = prompt_with_history(session, prompt)

@@ -59,12 +59,15 @@ class CompiledExpression:
     lacks any of them.
     """
 
-    __slots__ = ("source", "facts", "groups", "required_facts", "evaluate", "_leaves")
+    __slots__ = ("source", "facts", "groups", "required_facts", "required_any", "evaluate",
+                 "_leaves")
 
     source: str
     facts: frozenset[str]
     groups: frozenset[str]
     required_facts: frozenset[str]
+    required_any: frozenset[frozenset[str]]
+    """Clauses: for the expression to be true, each clause needs one of its facts present."""
     evaluate: Callable[[EvalContext], bool | None]
     """evaluate(ctx) -> True, False, or None when unknown. Never raises.
 
@@ -76,7 +79,8 @@ class CompiledExpression:
         assert checked.evaluator is not None, "only checked expressions without errors"
         for name, value in (
             ("source", source), ("facts", checked.facts), ("groups", checked.groups),
-            ("required_facts", checked.required_facts), ("evaluate", checked.evaluator),
+            ("required_facts", checked.required_facts),
+            ("required_any", checked.required_any), ("evaluate", checked.evaluator),
             ("_leaves", checked.leaves),
         ):
             object.__setattr__(self, name, value)

@@ -43,6 +43,7 @@ class Checked:
     groups: frozenset[str] = EMPTY
     required_facts: frozenset[str] = EMPTY
     leaves: tuple[Leaf, ...] = field(default_factory=tuple)
+    required_any: frozenset[frozenset[str]] = frozenset()
 
 
 def check_tree(tree: Tree, source: str, catalogue: Catalogue) -> Checked:
@@ -53,6 +54,7 @@ def check_tree(tree: Tree, source: str, catalogue: Catalogue) -> Checked:
     return Checked(
         root.evaluator, [], frozenset(checker.facts), frozenset(checker.groups),
         root.true_needs or EMPTY, tuple(sorted(checker.leaves, key=lambda leaf: leaf.start)),
+        root.true_clauses or frozenset(),  # type: ignore[arg-type]
     )
 
 

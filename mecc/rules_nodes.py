@@ -21,6 +21,12 @@ EMPTY: frozenset[str] = frozenset()
 NO_VALUE: Any = object()  # Node.const when the node is not a constant
 ORDERING = frozenset({"<", "<=", ">", ">="})
 Needs = frozenset[str] | None  # None: the node can never take that value
+# Requirements as clauses: every clause must have at least one of its facts present.
+# `(phq2 >= 3 || gad2 >= 3)` needs {{phq2, gad2}}: no single fact is required, but an event
+# with neither cannot make it true. None: the node can never take that value.
+Clauses = frozenset[frozenset[str]] | None
+MAX_CLAUSES = 32  # distributing || over && can multiply clauses; dropping some only weakens
+_UNSET: Any = object()
 
 
 @dataclass
@@ -39,6 +45,16 @@ class Node:
     negated: ev.Evaluator | None = None  # a one-step evaluator of `!node`
     test: ev.FactTest | None = None  # (fact, op, constant) for `fact op constant`
     counts_conditions: bool = False  # the node is condition_count()
+    # What must be present for the node to be true / false, as clauses (see Clauses). Leaves
+    # leave these unset and get one clause per needed fact; && || ! combine them.
+    true_clauses: Clauses | object = _UNSET
+    false_clauses: Clauses | object = _UNSET
+
+    def __post_init__(self) -> None:
+        if self.true_clauses is _UNSET:
+            self.true_clauses = _as_clauses(self.true_needs)
+        if self.false_clauses is _UNSET:
+            self.false_clauses = _as_clauses(self.false_needs)
 
     @property
     def is_number(self) -> bool:
@@ -69,7 +85,9 @@ def join_all(tree: Tree, nodes: list[Node]) -> Node:
     """`a && b && ...`: true needs what any operand needs to be true; false, what all do."""
     return Node("bool", tree, _join(_merge_ranges(nodes), ev.and_with_test, ev.all_of),
                 true_needs=_union([n.true_needs for n in nodes]),
-                false_needs=_intersection([n.false_needs for n in nodes]))
+                false_needs=_intersection([n.false_needs for n in nodes]),
+                true_clauses=_all_clauses([n.true_clauses for n in nodes]),
+                false_clauses=_any_clauses([n.false_clauses for n in nodes]))
 
 
 def join_any(tree: Tree, nodes: list[Node]) -> Node:
@@ -77,13 +95,16 @@ def join_any(tree: Tree, nodes: list[Node]) -> Node:
     parts = [(n.evaluator, n.test) for n in nodes]
     return Node("bool", tree, _join(parts, ev.or_with_test, ev.any_of),
                 true_needs=_intersection([n.true_needs for n in nodes]),
-                false_needs=_union([n.false_needs for n in nodes]))
+                false_needs=_union([n.false_needs for n in nodes]),
+                true_clauses=_any_clauses([n.true_clauses for n in nodes]),
+                false_clauses=_all_clauses([n.false_clauses for n in nodes]))
 
 
 def negate(tree: Tree, operand: Node) -> Node:
     """`!a`: true when a is false, so it needs what a needs to be false (and vice versa)."""
     return Node("bool", tree, operand.negated or ev.negate(operand.evaluator),
                 true_needs=operand.false_needs, false_needs=operand.true_needs,
+                true_clauses=operand.false_clauses, false_clauses=operand.true_clauses,
                 negated=operand.evaluator)
 
 
@@ -138,3 +159,37 @@ def _union(needs: list[Needs]) -> Needs:
 def _intersection(needs: list[Needs]) -> Needs:
     present = [n for n in needs if n is not None]
     return frozenset.intersection(*present) if present else None
+
+
+def _as_clauses(needs: Needs) -> Clauses:
+    return None if needs is None else frozenset(frozenset({fact}) for fact in needs)
+
+
+def _all_clauses(parts: list[Any]) -> Clauses:
+    """Every operand must hold (&&): all their clauses, together."""
+    if any(p is None for p in parts):
+        return None
+    return _simplify(frozenset().union(*parts))
+
+
+def _any_clauses(parts: list[Any]) -> Clauses:
+    """At least one operand must hold (||): each clause takes one clause from every operand
+    that can hold (an operand that never can is no alternative)."""
+    possible = [p for p in parts if p is not None]
+    if not possible:
+        return None
+    result: frozenset[frozenset[str]] = frozenset({frozenset()})
+    for clauses in possible:
+        if not clauses:  # this operand needs nothing, so neither does the whole
+            return frozenset()
+        result = _simplify(frozenset(a | b for a in result for b in clauses))
+    return result
+
+
+def _simplify(clauses: frozenset[frozenset[str]]) -> frozenset[frozenset[str]]:
+    """Drop clauses implied by smaller ones, and keep at most MAX_CLAUSES (the smallest)."""
+    kept: list[frozenset[str]] = []
+    for clause in sorted(clauses, key=lambda c: (len(c), sorted(c))):
+        if not any(small <= clause for small in kept):
+            kept.append(clause)
+    return frozenset(kept[:MAX_CLAUSES])

@@ -318,9 +318,9 @@ class Subscription:
 class Hub:
     """One Redis pub/sub subscriber per process, distributing to in-process client queues."""
 
-    def __init__(self, redis_url: str, channel: str = push.CHANNEL) -> None:
+    def __init__(self, redis_url: str, channel: str | None = None) -> None:
         self.redis_url = redis_url
-        self.channel = channel
+        self.channel = channel or push.channel_for(redis_url)
         self.connected = threading.Event()
         self._lock = threading.Lock()
         # Copy-on-write tuples: the dispatching thread reads them without taking the lock.

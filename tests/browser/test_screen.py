@@ -136,7 +136,7 @@ def test_untrusted_text_is_shown_as_text(browser: Any, live_stack: Any) -> None:
     finally:
         db.dispose()
     client = redis.Redis.from_url(STREAM_REDIS_URL)
-    client.publish(push.CHANNEL, wire)
+    client.publish(push.channel_for(STREAM_REDIS_URL), wire)
     client.close()
 
     card = page.locator("li.card-item").first

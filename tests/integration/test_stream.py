@@ -102,7 +102,7 @@ class Stack:
             session.add(message)
             session.commit()
             wire = json.dumps(push.message_dict(message, prompt_dict(prompt)))
-        self.redis.publish(push.CHANNEL, wire)
+        self.redis.publish(push.channel_for(STREAM_REDIS_URL), wire)
         return message.id, prompt.id
 
 

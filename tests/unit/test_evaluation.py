@@ -391,3 +391,22 @@ def test_not_known_rules_are_evaluated_when_their_facts_are_absent():
     assert keys == ["alcohol", "no-bmi"]
     assert [r.key for r, _ in rules.matching(context(facts={"audit_c": 5, "audit": 3,
                                                           "bmi": 22.0}))] == []
+
+
+def test_a_rule_needing_one_of_several_facts_is_skipped_without_any_of_them() -> None:
+    catalogue = REAL_CATALOGUE
+    rule = RuleDef(key="either", version=1, title="t", topic="mental_wellbeing",
+                   kind="self_management_referral",
+                   when="age >= 18 && (phq2 >= 3 || gad2 >= 3)", priority=50, summary="s")
+    expression = compile_expression(rule.when, catalogue)
+    assert expression.required_any == {frozenset({"age"}), frozenset({"gad2", "phq2"})}
+    ruleset = RuleSet([(rule, expression)])
+
+    def ctx(**facts: object) -> EvalContext:
+        return EvalContext(facts=facts, conditions={}, on=date(2026, 1, 1))
+
+    assert ruleset.candidates(ctx(age=40, bmi=31.0)) == []
+    assert [r.key for r, _ in ruleset.candidates(ctx(age=40, gad2=4))] == ["either"]
+    assert [r.key for r, _ in ruleset.candidates(ctx(age=40, gad2=1, phq2=4))] == ["either"]
+    assert [r.key for r, _ in ruleset.matching(ctx(age=40, gad2=1, phq2=4))] == ["either"]
+    assert ruleset.matching(ctx(age=40, gad2=1, phq2=1)) == []

@@ -219,12 +219,15 @@ def test_well_typed_expressions_evaluate_as_the_reference(
         expression: Gen, samples: list[EvalContext]) -> None:
     compiled = compile_expression(expression.source, CATALOGUE)
     assert compiled.required_facts <= compiled.facts
+    assert all(clause <= compiled.facts for clause in compiled.required_any)
     for context in samples:
         value = compiled.evaluate(context)
         assert value in (True, False, None)
         assert value is expression.ref(context), (expression.source, context)
         if value is True:  # what the indexer relies on
             assert compiled.required_facts <= context.facts.keys()
+            for clause in compiled.required_any:
+                assert clause & context.facts.keys(), (expression.source, clause, context)
         explained = compiled.explain(context)
         assert all(e.value in (True, False, None) for e in explained)
         assert [e.text for e in explained] == [e.text for e in compiled.explain(context)]
