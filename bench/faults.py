@@ -19,10 +19,13 @@ total-queue checker counts a queue:
 Scenarios: (a) worker children SIGKILLed mid-task, repeatedly; (b) the whole worker SIGKILLed
 and restarted; (c1) Redis crashed and restarted (it keeps nothing); (c2) the broker's Redis
 database wiped with FLUSHDB; (d) PostgreSQL stopped for a while during intake (only 503s, no
-500s, no hangs); (e) duplicate submissions, sequential and concurrent.
+500s, no hangs); (e) duplicate submissions, sequential and concurrent; (f) webhook receivers
+misbehaving: one answers 500, then hangs past the sender's timeout, then recovers; another takes
+a few deliveries and then answers 410 Gone (see `run_webhooks` for how (f) counts).
 
 Exits non-zero unless lost = 0, duplicated = 0, no 5xx other than 503 and no hung request in
-every scenario.
+every scenario (and, in (f), every signature verifies and nothing reaches the 410 endpoint
+after it was disabled).
 
     .venv/bin/python bench/faults.py                    # every scenario, 1000 events each
     .venv/bin/python bench/faults.py --quick            # 100 events, fewer faults (CI)
@@ -32,6 +35,7 @@ every scenario.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shlex
@@ -43,11 +47,13 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +70,7 @@ RELAY_GRACE = 10  # mecc.intake.RELAY_GRACE
 RESEND_AFTER = 30  # mecc.pipeline.due_for_relay
 CLIENT_TIMEOUT = (3.0, 10.0)  # connect, read: a request slower than this is a hang
 CLIENTS = 8
-SCENARIOS = ("a", "b", "c1", "c2", "d", "e")
+SCENARIOS = ("a", "b", "c1", "c2", "d", "e", "f")
 TITLES = {
     "a": "(a) worker children SIGKILLed mid-task",
     "b": "(b) whole worker SIGKILLed, restarted",
@@ -72,6 +78,7 @@ TITLES = {
     "c2": "(c) broker Redis database wiped",
     "d": "(d) PostgreSQL stopped during intake",
     "e": "(e) duplicate submissions",
+    "f": "(f) webhook receiver failing, hanging, answering 410",
 }
 GROUPS = ("diabetes_type2", "hypertension", "copd", "depression", "coronary_heart_disease",
           "asthma", "osteoarthritis")
@@ -87,17 +94,26 @@ class Plan:
     flushes: int
     pg_down_seconds: float
     settle_seconds: float
+    hook_events: int  # (f): events with a callback URL, one in five to the 410 receiver
+    hook_load_seconds: float
+    hook_fail_seconds: float  # the recovering receiver answers 500 this long,
+    hook_hang_seconds: float  # then hangs on one request in two this long, then answers 200
 
 
 def plan_for(args: argparse.Namespace) -> Plan:
     if args.quick:
         plan = Plan(events=100, load_seconds=6, child_kills=4, worker_restarts=1,
-                    redis_down_seconds=3, flushes=1, pg_down_seconds=6, settle_seconds=120)
+                    redis_down_seconds=3, flushes=1, pg_down_seconds=6, settle_seconds=120,
+                    hook_events=60, hook_load_seconds=4, hook_fail_seconds=8,
+                    hook_hang_seconds=10)
     else:
         plan = Plan(events=1000, load_seconds=20, child_kills=12, worker_restarts=3,
-                    redis_down_seconds=5, flushes=2, pg_down_seconds=20, settle_seconds=240)
+                    redis_down_seconds=5, flushes=2, pg_down_seconds=20, settle_seconds=240,
+                    hook_events=300, hook_load_seconds=10, hook_fail_seconds=15,
+                    hook_hang_seconds=15)
     if args.events:
-        plan = Plan(**{**plan.__dict__, "events": args.events})
+        plan = Plan(**{**plan.__dict__, "events": args.events,
+                       "hook_events": max(10, args.events * plan.hook_events // plan.events)})
     if args.pg_down:
         plan = Plan(**{**plan.__dict__, "pg_down_seconds": args.pg_down})
     return plan
@@ -139,8 +155,21 @@ class Stack:
         self.start_worker()
         self.beat = harness.start_beat(self.env, self.workdir)
 
-    def start_worker(self) -> None:
-        self.worker = harness.start_worker(self.env, self.workdir, concurrency=2)
+    def start_worker(self, **extra: str) -> None:
+        self.worker = harness.start_worker({**self.env, **extra}, self.workdir, concurrency=2)
+
+    def restart_worker(self, **extra: str) -> None:
+        """Stop the worker gently and start it again with `extra` added to its environment."""
+        if self.worker is not None:
+            self.worker.stop()
+        self.start_worker(**extra)
+
+    def restart_beat(self, **extra: str) -> None:
+        """The same for beat: a task message carries the time limits of the process that sent
+        it, so the sweeps beat sends run under beat's settings, not the worker's."""
+        if self.beat is not None:
+            self.beat.stop()
+        self.beat = harness.start_beat({**self.env, **extra}, self.workdir)
 
     def check_alive(self) -> list[str]:
         """Names of processes that died on their own (a finding in itself)."""
@@ -214,8 +243,10 @@ class Load:
     """
 
     def __init__(self, stack: Stack, bodies: list[dict[str, Any]], seconds: float,
-                 deadline: float, copies: int = 1, concurrent: bool = False) -> None:
+                 deadline: float, copies: int = 1, concurrent: bool = False,
+                 key: str | None = None) -> None:
         self.stack = stack
+        self.key = key or stack.key
         self.bodies = bodies
         self.seconds = seconds
         self.deadline = deadline
@@ -261,7 +292,7 @@ class Load:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
-            session.headers["Authorization"] = f"Bearer {self.stack.key}"
+            session.headers["Authorization"] = f"Bearer {self.key}"
             self._local.session = session
         return session
 
@@ -331,13 +362,14 @@ class Row:
     server_errors: int = 0  # 5xx other than 503
     hangs: int = 0
     unanswered: int = 0
+    violations: int = 0  # (f): bad signatures, attempts after a 410, a phase not exercised
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def passed(self) -> bool:
         return not (self.lost or self.duplicated or self.server_errors or self.hangs
-                    or self.unanswered or self.attempted == 0)
+                    or self.unanswered or self.violations or self.attempted == 0)
 
 
 def settle(stack: Stack, source: str, ids: set[str], bound: float) -> float:
@@ -621,6 +653,8 @@ def nothing(stack: Stack, plan: Plan, load: Load) -> list[str]:
 
 
 def run_scenario(stack: Stack, scenario: str, plan: Plan, run: str) -> Row:
+    if scenario == "f":
+        return run_webhooks(stack, plan, run)
     began = time.monotonic()
     row = Row(scenario)
     bodies = [event_body(scenario, run, i) for i in range(plan.events)]
@@ -661,6 +695,397 @@ def run_scenario(stack: Stack, scenario: str, plan: Plan, run: str) -> Row:
     return row
 
 
+# ---------------------------------------------------------------------------------- (f) webhooks
+
+# The sender's limits (mecc.webhooks.TIMEOUTS): a receiver slower than this has failed.
+HOOK_TIMEOUT = 10.0
+HANG_SECONDS = HOOK_TIMEOUT + 2  # a hung request is answered (into a closed socket) after this
+HOOK_BASE_DELAY = 1  # MECC_WEBHOOK_BASE_DELAY_SECONDS for the run (production 5 s)
+GONE_AFTER = 3  # the 410 receiver accepts this many deliveries, then answers 410 Gone
+GONE_EVERY = 5  # one event in five calls the 410 receiver back, the rest the recovering one
+# (f) runs the worker and beat with the production time limits: the deliver task's budget is
+# its soft time limit less the 10 s timeout, which the fault run's 10 s limit would leave at
+# zero, and a hung receiver would outlast the 9 s soft limit. Beat too, because the sweep's
+# message carries beat's limits and the worker applies those.
+HOOK_WORKER_ENV = {"MECC_TASK_TIME_LIMIT": "60", "MECC_EVALUATION_LEASE_SECONDS": "90",
+                   "MECC_WEBHOOK_BASE_DELAY_SECONDS": str(HOOK_BASE_DELAY)}
+
+
+@dataclass
+class Received:
+    """One request a receiver got, and what it answered."""
+
+    endpoint: str  # "recovering" | "gone"
+    at: float  # time.time() when the body had been read
+    webhook_id: str
+    answer: int | str  # a status code, or "hang"
+    verified: bool
+    body: bytes = field(repr=False)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # the webhook-* ones
+
+
+class Receiver:
+    """Two webhook receivers on 127.0.0.1, each a threaded http.server, misbehaving in phases.
+
+    `recovering` answers 500 for `fail_seconds` from start(), then for `hang_seconds` holds one
+    request in two for HANG_SECONDS (past the sender's timeout) and answers 200 to the others,
+    then answers 200. `gone` answers 200 to its first GONE_AFTER requests, then 410 Gone.
+    Every body's Standard Webhooks signature is checked against the key's secret on arrival.
+    """
+
+    def __init__(self, fail_seconds: float, hang_seconds: float) -> None:
+        self.fail_seconds = fail_seconds
+        self.hang_seconds = hang_seconds
+        self.secret = ""
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        self._started = 0.0
+        self._phase_two = 0
+        self._gone_seen = 0
+        self._servers = {name: self._server(name) for name in ("recovering", "gone")}
+        self._threads: list[threading.Thread] = []
+
+    def port(self, endpoint: str) -> int:
+        return int(self._servers[endpoint].server_address[1])
+
+    def url(self, endpoint: str) -> str:
+        return f"http://127.0.0.1:{self.port(endpoint)}/hooks/{endpoint}"
+
+    def start(self) -> Receiver:
+        self._started = time.monotonic()
+        for server in self._servers.values():
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        for server in self._servers.values():
+            if self._threads:
+                server.shutdown()
+            server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def requests(self, endpoint: str) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if r.endpoint == endpoint]
+
+    def _decide(self, endpoint: str) -> int | str:
+        with self._lock:
+            if endpoint == "gone":
+                self._gone_seen += 1
+                return 200 if self._gone_seen <= GONE_AFTER else 410
+            since = time.monotonic() - self._started
+            if since < self.fail_seconds:
+                return 500
+            if since < self.fail_seconds + self.hang_seconds:
+                self._phase_two += 1
+                return "hang" if self._phase_two % 2 else 200
+            return 200
+
+    def verify(self, body: bytes, headers: dict[str, str], secret: str | None = None) -> bool:
+        from standardwebhooks import Webhook, WebhookVerificationError
+
+        try:
+            Webhook(secret or self.secret).verify(body, headers)
+        except (WebhookVerificationError, ValueError):
+            return False
+        return True
+
+    def _server(self, endpoint: str) -> ThreadingHTTPServer:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                length = min(int(self.headers.get("Content-Length") or 0), 1 << 20)
+                body = self.rfile.read(length)
+                headers = {k.lower(): v for k, v in self.headers.items()
+                           if k.lower().startswith("webhook-")}
+                answer = receiver._decide(endpoint) if self.path == f"/hooks/{endpoint}" else 404
+                verified = receiver.verify(body, headers)
+                with receiver._lock:
+                    receiver.received.append(Received(
+                        endpoint, time.time(), headers.get("webhook-id", ""), answer, verified,
+                        body, headers))
+                if answer == "hang":
+                    time.sleep(HANG_SECONDS)
+                    answer = 503
+                try:
+                    self.send_response(int(answer))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass  # the sender gave up on a hung request and closed the connection
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        return server
+
+
+def create_hook_key(stack: Stack, hosts: list[str]) -> tuple[str, str]:
+    """`mecc keys create --json --callback-host ...`: the key and its webhook secret."""
+    argv = [harness.MECC, "keys", "create", "--json", "--name",
+            f"faults-webhooks-{uuid.uuid4().hex[:6]}", "--organisation", "*"]
+    for scope in harness.DEFAULT_SCOPES:
+        argv += ["--scope", scope]
+    for host in hosts:
+        argv += ["--callback-host", host]
+    out = subprocess.run(argv, env=stack.env, check=True, capture_output=True, text=True,
+                         timeout=60)
+    created = json.loads(out.stdout.strip().splitlines()[-1])
+    return str(created["key"]), str(created["webhook_secret"])
+
+
+def settle_deliveries(stack: Stack, source: str, bound: float) -> float:
+    """Wait until every delivery of these events has ended (succeeded, failed or disabled)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(stack.database_url)
+    began = time.monotonic()
+    try:
+        while time.monotonic() - began < bound:
+            with engine.connect() as conn:
+                open_ = conn.execute(text(
+                    "SELECT count(*) FROM webhook_deliveries d JOIN events e ON e.id = "
+                    "d.event_id WHERE e.source = :s AND d.status IN ('pending', 'delivering')"),
+                    {"s": source}).scalar_one()
+                without = conn.execute(text(
+                    "SELECT count(*) FROM events e WHERE e.source = :s AND e.status = "
+                    "'evaluated' AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d "
+                    "WHERE d.event_id = e.id)"), {"s": source}).scalar_one()
+            if open_ == 0 and without == 0:
+                break
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
+    return time.monotonic() - began
+
+
+def run_webhooks(stack: Stack, plan: Plan, run: str) -> Row:
+    """(f) Events with callback URLs to receivers that fail, hang and answer 410.
+
+    Counted per event, as for the other scenarios, and then per webhook delivery:
+      lost        an accepted event with no delivery row; a delivery to the recovering
+                  receiver that did not end `succeeded` within the settle bound, or that the
+                  database calls succeeded while the receiver never answered it 200
+      duplicated  more than one delivery row for one (event, endpoint)
+      violations  a signature that does not verify; a body for the wrong event or with other
+                  prompts than were shown; the 410 endpoint not disabled, a delivery to it
+                  neither succeeded (before the 410) nor disabled, or a request reaching it
+                  that was claimed after it had been disabled (or a second one for a delivery
+                  it already answered); a phase of the receiver that no request reached
+    A webhook-id answered 200 and then sent again is noted (Standard Webhooks is at-least-once;
+    we retry only on failure, so it should not happen), and so is a request already in flight
+    when the 410 disabled its endpoint.
+    """
+    began = time.monotonic()
+    row = Row("f")
+    source = "faults-f"
+    receiver = Receiver(plan.hook_fail_seconds, plan.hook_hang_seconds)
+    try:
+        # Loopback is refused unless the allow-list names the address itself (127.0.0.1).
+        key, receiver.secret = create_hook_key(
+            stack, [f"127.0.0.1:{receiver.port(name)}" for name in ("recovering", "gone")])
+        stack.restart_worker(**HOOK_WORKER_ENV)
+        stack.restart_beat(**HOOK_WORKER_ENV)
+        bodies = []
+        for i in range(plan.hook_events):
+            body = event_body("f", run, i)
+            body["callback_url"] = receiver.url("gone" if i % GONE_EVERY == 0 else "recovering")
+            bodies.append(body)
+        receiver.start()
+        load = Load(stack, bodies, plan.hook_load_seconds, 60, key=key).start()
+        load.join()
+        accepted_ids = {i for s in load.sent.values() for i in s.ids}
+        waited = settle(stack, source, accepted_ids, plan.settle_seconds)
+        waited += settle_deliveries(stack, source, max(10.0, plan.settle_seconds - waited))
+        # A request hung at the end of the second phase finishes within HANG_SECONDS.
+        died = stack.check_alive()
+        if died:
+            row.notes.append("died on their own: " + ", ".join(died))
+            row.server_errors += len(died)
+        check(stack, "f", load, row)
+        check_webhooks(stack, receiver, load, row, plan)
+        row.notes.append(f"settled {waited:.0f} s after the load")
+    finally:
+        receiver.stop()
+        stack.restart_worker()  # back to the fault run's settings for any later scenario
+        stack.restart_beat()
+    row.seconds = time.monotonic() - began
+    return row
+
+
+def check_webhooks(stack: Stack, receiver: Receiver, load: Load, row: Row, plan: Plan) -> None:
+    from sqlalchemy import select
+
+    from mecc.db import Database
+    from mecc.models import Event, Prompt, PushMessage, WebhookDelivery, WebhookEndpoint
+
+    urls = {receiver.url(name): name for name in ("recovering", "gone")}
+    db = Database(stack.database_url)
+    try:
+        with db.session() as session:
+            endpoints = {e.id: e for e in session.scalars(
+                select(WebhookEndpoint).where(WebhookEndpoint.url.in_(list(urls))))}
+            events = {e.id: e for e in session.scalars(
+                select(Event).where(Event.source == "faults-f"))}
+            deliveries = list(session.scalars(
+                select(WebhookDelivery).where(WebhookDelivery.event_id.in_(list(events)))))
+            shown: dict[str, set[str]] = {}
+            for event_id, prompt_id in session.execute(
+                    select(Prompt.event_id, Prompt.id)
+                    .join(PushMessage, PushMessage.prompt_id == Prompt.id)
+                    .where(Prompt.event_id.in_(list(events)), PushMessage.kind == "prompt")):
+                shown.setdefault(event_id, set()).add(prompt_id)
+            session.expunge_all()
+    finally:
+        db.dispose()
+
+    def endpoint_of(delivery: WebhookDelivery) -> str:
+        endpoint = endpoints.get(delivery.endpoint_id)
+        return urls[endpoint.url] if endpoint is not None else "?"
+
+    # Rows: exactly one per (event, endpoint) for every accepted, evaluated event.
+    per_pair = Counter((d.event_id, d.endpoint_id) for d in deliveries)
+    extra_rows = sum(n - 1 for n in per_pair.values() if n > 1)
+    with_row = {d.event_id for d in deliveries}
+    accepted = {i for s in load.sent.values() for i in s.ids}
+    evaluated = {i for i in accepted if i in events and events[i].status == "evaluated"}
+    no_row = len(evaluated - with_row)
+    foreign = sum(1 for d in deliveries if endpoint_of(d) == "?")
+
+    by_id = {d.id: d for d in deliveries}
+    requests = receiver.requests("recovering") + receiver.requests("gone")
+    per_id: dict[str, list[Received]] = {}
+    for r in sorted(requests, key=lambda r: r.at):
+        per_id.setdefault(r.webhook_id, []).append(r)
+    ok_ids = {i for i, rs in per_id.items() if any(r.answer == 200 for r in rs)}
+    # Deliveries answered 200 after at least one failed request (a retry that succeeded).
+    recovered = sum(1 for rs in per_id.values() if rs[0].endpoint == "recovering"
+                    and rs[0].answer != 200 and any(r.answer == 200 for r in rs))
+
+    # Signatures and bodies.
+    bad_signatures = sum(1 for r in requests if not r.verified)
+    # The check can fail: the same request does not verify with another key's secret (nor
+    # with its body changed), or the count above would prove nothing.
+    wrong_secret_rejected = True
+    if requests:
+        probe = next((r for r in requests if r.verified), requests[0])
+        wrong_secret_rejected = not (
+            receiver.verify(probe.body, probe.headers, "whsec_" + "QUFB" * 8)
+            or receiver.verify(probe.body + b" ", probe.headers))
+    unknown = wrong_body = 0
+    for r in requests:
+        delivery = by_id.get(r.webhook_id)
+        if delivery is None or endpoint_of(delivery) != r.endpoint:
+            unknown += 1
+            continue
+        try:
+            payload = json.loads(r.body)
+            data = payload["data"]
+            same = (payload["type"] == "prompts.created"
+                    and data["event"]["id"] == delivery.event_id
+                    and data["event"]["event_id"] == events[delivery.event_id].event_id
+                    and {p["id"] for p in data["prompts"]} == shown.get(delivery.event_id, set()))
+        except (ValueError, KeyError, TypeError):
+            same = False
+        wrong_body += not same
+
+    # The recovering receiver: every delivery succeeded, and the receiver agrees.
+    recovering = [d for d in deliveries if endpoint_of(d) == "recovering"]
+    statuses = Counter(d.status for d in recovering)
+    not_delivered = sum(1 for d in recovering if d.status != "succeeded")
+    false_success = sum(1 for d in recovering if d.status == "succeeded" and d.id not in ok_ids)
+    answers = Counter(r.answer for r in receiver.requests("recovering"))
+    tries = sorted(len(per_id.get(d.id, [])) for d in recovering)
+    delays = sorted(
+        next(r.at for r in per_id[d.id] if r.answer == 200) - d.created_at.timestamp()
+        for d in recovering if d.id in ok_ids)
+    resent_after_ok = sum(
+        1 for rs in per_id.values()
+        if any(r.answer == 200 for r in rs)
+        and rs.index(next(r for r in rs if r.answer == 200)) < len(rs) - 1)
+    ok_twice = sum(1 for rs in per_id.values() if sum(r.answer == 200 for r in rs) > 1)
+
+    # The 410 receiver: disabled, and nothing claimed after that reaches it.
+    gone = [d for d in deliveries if endpoint_of(d) == "gone"]
+    gone_endpoint = next((e for e in endpoints.values() if urls[e.url] == "gone"), None)
+    disabled_at = (gone_endpoint.disabled_at.timestamp()
+                   if gone_endpoint is not None and gone_endpoint.disabled_at else None)
+    gone_statuses = Counter(d.status for d in gone)
+    gone_unsettled = sum(1 for d in gone if d.status not in ("succeeded", "disabled")
+                         or (d.status == "succeeded" and d.id not in ok_ids))
+    after_disable = in_flight = 0
+    if disabled_at is not None:
+        for r in receiver.requests("gone"):
+            delivery = by_id.get(r.webhook_id)
+            if r.at < disabled_at or delivery is None:
+                continue
+            claimed = delivery.last_attempt_at.timestamp() if delivery.last_attempt_at else 0
+            if claimed >= disabled_at:
+                after_disable += 1
+            else:
+                in_flight += 1
+    gone_resent = sum(1 for d in gone if len(per_id.get(d.id, [])) > 1)
+    gone_answers = Counter(r.answer for r in receiver.requests("gone"))
+
+    # Phases that no request reached: the scenario did not test what it says.
+    unexercised = [name for name, n in (("500", answers[500]), ("hang", answers["hang"]),
+                                        ("200 after failing", recovered),
+                                        ("410", gone_answers[410])) if not n]
+
+    row.lost += no_row + not_delivered + false_success
+    row.duplicated += extra_rows
+    row.violations += (bad_signatures + unknown + wrong_body + foreign + gone_unsettled
+                       + after_disable + gone_resent + (disabled_at is None) + len(unexercised)
+                       + (not wrong_secret_rejected))
+
+    n_ok = len(recovering) - not_delivered
+    notes = [
+        f"{len(recovering)} events to a receiver answering 500 for {plan.hook_fail_seconds:.0f} s, "
+        f"then hanging {HANG_SECONDS:.0f} s (past the {HOOK_TIMEOUT:.0f} s timeout) on 1 "
+        f"request in 2 for {plan.hook_hang_seconds:.0f} s, then 200: {n_ok}/{len(recovering)} "
+        f"delivered ({recovered} after failed requests) after {answers[500]} x 500 and "
+        f"{answers['hang']} hung requests, "
+        + (f"{tries[len(tries) // 2]} requests per delivery p50, {tries[-1]} at most, "
+           if tries else "")
+        + (f"created->delivered p50 {delays[len(delays) // 2]:.1f} s, worst {delays[-1]:.1f} s"
+           if delays else "nothing delivered"),
+        f"{len(gone)} events to a receiver taking {GONE_AFTER} then answering 410: "
+        f"{gone_statuses['succeeded']} delivered before the 410, {gone_statuses['disabled']} "
+        f"disabled, endpoint {'disabled' if disabled_at else 'NOT disabled'}, "
+        f"{after_disable} attempts after the disable"
+        + (f" ({in_flight} already in flight)" if in_flight else ""),
+        f"{len(requests) - bad_signatures}/{len(requests)} signatures verified with "
+        f"standardwebhooks" + (" (a wrong secret is rejected)" if wrong_secret_rejected
+                               else " (a WRONG SECRET ALSO VERIFIES)"),
+        f"{resent_after_ok} webhook-ids redelivered after a 200"
+        + (f" ({ok_twice} answered 200 twice)" if ok_twice else ""),
+        "one delivery row per (event, endpoint)" if not (extra_rows or no_row) else
+        f"delivery rows: {no_row} events without one, {extra_rows} extra",
+    ]
+    findings = [(label, n) for label, n in (
+        ("not delivered", not_delivered), ("succeeded but never answered 200", false_success),
+        ("bodies for an unknown delivery", unknown), ("bodies not matching the event", wrong_body),
+        ("rows for an unexpected endpoint", foreign),
+        ("410 deliveries neither delivered nor disabled", gone_unsettled),
+        ("410 deliveries sent twice", gone_resent)) if n]
+    if findings:
+        notes.append("; ".join(f"{label}: {n}" for label, n in findings))
+    other = {k: v for k, v in statuses.items() if k != "succeeded"}
+    if other:
+        notes.append("recovering deliveries not succeeded: "
+                     + ", ".join(f"{k} {v}" for k, v in other.items()))
+    if unexercised:
+        notes.append("phases no request reached: " + ", ".join(unexercised))
+    row.notes[:0] = notes
+
+
 # ---------------------------------------------------------------------------------- report
 
 
@@ -686,7 +1111,12 @@ def footer(plan: Plan) -> str:
             f"worker dying mid-task at most the lease + {RELAY_PERIOD} s "
             f"({LEASE_SECONDS + RELAY_PERIOD} s here, {90 + RELAY_PERIOD} s in production), "
             f"and each further loss of the re-sent message {RESEND_AFTER} s more; plus the "
-            "time to drain the queue ahead of it.")
+            "time to drain the queue ahead of it. (f) runs worker and beat with the production "
+            "limits (MECC_TASK_TIME_LIMIT 60 s, lease 90 s) and MECC_WEBHOOK_BASE_DELAY_SECONDS="
+            f"{HOOK_BASE_DELAY} (production 5 s): retry delays start at {HOOK_BASE_DELAY} s and "
+            "double (full jitter), and the 5 s beat sweep sends what is due; "
+            f"{plan.hook_events} events over {plan.hook_load_seconds:.0f} s, one in "
+            f"{GONE_EVERY} to the 410 receiver.")
 
 
 def machine() -> str:
@@ -701,10 +1131,11 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=0,
-                        help="events per scenario (default 1000; 100 with --quick)")
+                        help="events per scenario (default 1000; 100 with --quick); (f) "
+                             "scales its own 300 (60 with --quick) in proportion")
     parser.add_argument("--quick", action="store_true", help="100 events, fewer faults (CI)")
     parser.add_argument("--scenario", default=",".join(SCENARIOS),
-                        help="comma-separated: a, b, c (= c1,c2), c1, c2, d, e")
+                        help="comma-separated: a, b, c (= c1,c2), c1, c2, d, e, f")
     parser.add_argument("--pg-down", type=float, default=0,
                         help="seconds PostgreSQL stays down in (d) (default 20; 6 with --quick)")
     parser.add_argument("--output", type=Path, help="append the table as markdown to FILE")
@@ -716,7 +1147,7 @@ def main(argv: list[str] | None = None) -> int:
         names = ["c1", "c2"] if name == "c" else [name]
         for n in names:
             if n not in SCENARIOS:
-                parser.error(f"unknown scenario {n!r}; choose from a, b, c, c1, c2, d, e")
+                parser.error(f"unknown scenario {n!r}; choose from a, b, c, c1, c2, d, e, f")
             if n not in chosen:
                 chosen.append(n)
     command = ".venv/bin/python bench/faults.py " + " ".join(

@@ -17,12 +17,18 @@ and every pending one to the endpoint become `disabled`, and later ones start `d
 Policy refusals (host not allow-listed, address not public, key revoked) park the delivery as
 `failed` at once: retrying cannot help until an administrator changes the key, and
 POST /webhook-deliveries/<id>/retry re-drives it then.
+
+MECC_WEBHOOK_BASE_DELAY_SECONDS (whole seconds, 1-3600, default 5) replaces the 5 s the backoff
+starts from (read once, when a worker imports this module). It exists so that the fault suite
+(bench/faults.py, scenario f) can watch a receiver fail and recover within a minute; production
+leaves it unset. The 24 h window and the 1 h step ceiling do not change with it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import socket
 import time
@@ -43,13 +49,14 @@ from mecc.events import iso, prompt_dict
 from mecc.models import ApiKey, Event, Prompt, PushMessage, WebhookDelivery, WebhookEndpoint
 from mecc.observability import WEBHOOK_FAILURES
 from mecc.runtime import Runtime
+from mecc.settings import _int
 
 log = logging.getLogger(__name__)
 
 DELIVER_TASK = "mecc.deliver_webhooks"
 EVENT_TYPE = "prompts.created"
 STATUSES = ("pending", "delivering", "succeeded", "failed", "disabled")
-BASE_DELAY = 5.0
+BASE_DELAY = float(_int(os.environ, "MECC_WEBHOOK_BASE_DELAY_SECONDS", 5, 1, 3600))
 MAX_STEP = 3600.0
 RETRY_WINDOW = timedelta(hours=24)
 # A claim's lease; the task passes its hard time limit plus a margin, so a live sender is

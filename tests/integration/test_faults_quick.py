@@ -1,9 +1,11 @@
 """The fault-injection suite, quick version: `bench/faults.py --quick` as CI runs it.
 
 Every scenario (worker children and the whole worker killed, Redis crashed and wiped,
-PostgreSQL stopped, duplicate submissions) against real processes on this machine, with its
-own Redis and PostgreSQL; the script's exit code and table must both say lost = 0 and
-duplicated = 0.
+PostgreSQL stopped, duplicate submissions, webhook receivers failing, hanging and answering
+410) against real processes on this machine, with its own Redis and PostgreSQL; the script's
+exit code and table must both say lost = 0 and duplicated = 0, and the webhook row that every
+delivery to the recovering receiver arrived, every signature verified and nothing reached the
+410 endpoint after it was disabled.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "faults.py"
-SCENARIOS = 6
-LIMIT_SECONDS = 420
+SCENARIOS = 7
+LIMIT_SECONDS = 480
 
 
 def _missing_tools() -> list[str]:
@@ -49,7 +51,7 @@ def test_quick_fault_run_loses_nothing_and_duplicates_nothing() -> None:
     report = f"exit {run.returncode}\n{stdout}\n{stderr[-4000:]}"
     assert run.returncode == 0, report
 
-    rows = [line for line in stdout.splitlines() if re.match(r"\| \([a-e]\) ", line)]
+    rows = [line for line in stdout.splitlines() if re.match(r"\| \([a-f]\) ", line)]
     assert len(rows) == SCENARIOS, report
     for line in rows:
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -58,3 +60,22 @@ def test_quick_fault_run_loses_nothing_and_duplicates_nothing() -> None:
         assert int(accepted) == int(evaluated) == int(attempted), line
         assert (int(lost), int(duplicated), int(server_errors)) == (0, 0, 0), line
     assert "faults: PASS" in stdout, report
+
+    webhooks = next(line for line in rows if line.startswith("| (f) "))
+    notes = webhooks.strip("|").split("|")[-1]
+    delivered = re.search(r"(\d+) events to a receiver answering 500 .*?: (\d+)/(\d+) "
+                          r"delivered \((\d+) after failed requests\) after (\d+) x 500 and "
+                          r"(\d+) hung", notes)
+    assert delivered, webhooks
+    sent, ok, total, recovered, failures, hung = map(int, delivered.groups())
+    assert sent == ok == total > 0 and recovered > 0 and failures > 0 and hung > 0, webhooks
+    gone = re.search(r"(\d+) delivered before the 410, (\d+) disabled, endpoint disabled, "
+                     r"(\d+) attempts after the disable", notes)
+    assert gone, webhooks
+    assert int(gone.group(2)) > 0 and int(gone.group(3)) == 0, webhooks
+    signatures = re.search(r"(\d+)/(\d+) signatures verified with standardwebhooks \(a wrong "
+                           r"secret is rejected\)", notes)
+    assert signatures and signatures.group(1) == signatures.group(2) != "0", webhooks
+    # Retried only on failure: an id answered 200 is not sent again (no worker dies here).
+    assert re.search(r"(?<!\d)0 webhook-ids redelivered after a 200", notes), webhooks
+    assert "one delivery row per (event, endpoint)" in notes, webhooks
