@@ -111,8 +111,11 @@ def relay_events() -> dict[str, int]:
 def deliver_webhooks(self: Any, delivery_ids: list[str] | None = None) -> dict[str, int]:
     """Send these webhook deliveries, or every due one (beat). Not retried by Celery: a
     delivery stays due in the database until it is sent, and the next sweep takes it."""
-    hard = float(self.app.conf.task_time_limit or 60)
-    soft = float(self.app.conf.task_soft_time_limit or hard)
+    # The limits this run is held to travel in the message (set by whoever sent it, e.g.
+    # beat), which may differ from this worker's own configuration: plan within those.
+    sent_hard, sent_soft = (tuple(self.request.timelimit or ()) + (None, None))[:2]
+    hard = float(sent_hard or self.app.conf.task_time_limit or 60)
+    soft = float(sent_soft or self.app.conf.task_soft_time_limit or hard)
     summary = webhooks.deliver_due(
         current(), delivery_ids, budget=max(0.0, soft - webhooks.TIMEOUTS.total - 2),
         lease=timedelta(seconds=hard + 30))
