@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,16 @@ def _database() -> Any:
     from mecc.db import Database
 
     return Database(_settings().database_url)
+
+
+def _echo_rows(rows: list[dict[str, Any]], as_json: bool,
+               line: Callable[[dict[str, Any]], str]) -> None:
+    """A list command's rows: as JSON, or one line each."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(line(row))
 
 
 @click.group()
@@ -84,13 +95,13 @@ def keys_list(as_json: bool) -> None:
                  "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
                 for k in key_service.list_keys(session)]
     db.dispose()
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        state = "revoked" if row["revoked_at"] else "active"
-        click.echo(f"{row['id']}  {state:7}  {row['organisation']:8}  {row['name']}  "
-                   f"[{' '.join(row['scopes'])}]")
+    _echo_rows(rows, as_json, _key_line)
+
+
+def _key_line(row: dict[str, Any]) -> str:
+    state = "revoked" if row["revoked_at"] else "active"
+    return (f"{row['id']}  {state:7}  {row['organisation']:8}  {row['name']}  "
+            f"[{' '.join(row['scopes'])}]")
 
 
 @keys.command("revoke")
@@ -275,12 +286,9 @@ def cds_clients_list(as_json: bool) -> None:
                  "kids": [k.get("kid") for k in (c.jwks or {}).get("keys", [])],
                  "created_at": c.created_at.isoformat()} for c in cds.list_clients(session)]
     database.dispose()
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        kids = ", ".join(str(k) for k in row["kids"])
-        click.echo(f"{row['id']}  {row['organisation']:8}  {row['iss']}  [{kids}]")
+    _echo_rows(rows, as_json, lambda row: (
+        f"{row['id']}  {row['organisation']:8}  {row['iss']}  "
+        f"[{', '.join(str(k) for k in row['kids'])}]"))
 
 
 @cds_clients.command("remove")

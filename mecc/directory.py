@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from mecc.domain import Service
+from mecc.yaml_documents import load_entries, parse_entries
 
 SERVICE_TYPES = (
     "stop_smoking", "alcohol_support", "weight_management", "physical_activity",
@@ -192,57 +191,17 @@ def parse_services_document(data: Any, *, source: str | None = None) -> list[Ser
     ]
     if not isinstance(data.get("example", False), bool):
         errors.append({"path": "example", "message": "Must be true or false."})
-    services: list[Service] = []
-    first_seen: dict[str, int] = {}
-    for i, raw in enumerate(data["services"]):
-        try:
-            service = parse_service(raw, path_prefix=f"services.{i}")
-        except ServiceDirectoryError as exc:
-            errors.extend(exc.errors)
-            continue
-        if service.id in first_seen:
-            errors.append({"path": f"services.{i}.id",
-                           "message": f"Duplicate id '{service.id}' "
-                                      f"(also services.{first_seen[service.id]})."})
-            continue
-        first_seen[service.id] = i
-        services.append(service)
+    services = parse_entries(data["services"], lambda raw, at: parse_service(raw, path_prefix=at),
+                             ServiceDirectoryError, list_name="services", key="id", errors=errors)
     if errors:
         raise ServiceDirectoryError(errors, source=source)
     return services
 
 
-def _service_files(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-    return [path]
-
-
 def load_services(path_or_dir: str | Path) -> list[Service]:
     """Load and validate one services YAML file, or every *.yaml file of a directory."""
-    services: list[Service] = []
-    origin: dict[str, str] = {}
-    for path in _service_files(Path(path_or_dir)):
-        try:
-            with path.open(encoding="utf-8") as fh:
-                data = yaml.safe_load(fh)
-        except OSError as exc:
-            raise ServiceDirectoryError(
-                [{"path": "", "message": f"Cannot read: {exc.strerror}."}], source=str(path)
-            ) from exc
-        except yaml.YAMLError as exc:
-            raise ServiceDirectoryError(
-                [{"path": "", "message": f"Not valid YAML: {exc}"}], source=str(path)
-            ) from exc
-        for service in parse_services_document(data, source=str(path)):
-            if service.id in origin:
-                raise ServiceDirectoryError(
-                    [{"path": "services", "message": f"Duplicate id '{service.id}' "
-                                                     f"(also in {origin[service.id]})."}],
-                    source=str(path))
-            origin[service.id] = str(path)
-            services.append(service)
-    return services
+    return load_entries(path_or_dir, lambda data, file: parse_services_document(data, source=file),
+                        ServiceDirectoryError, list_name="services", key="id", positions=False)
 
 
 def _suggestion(service: Service) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from mecc.catalogue import Catalogue
 from mecc.directory import SERVICE_TYPES
 from mecc.domain import INDICATORS, KINDS, RULE_STATUSES, RuleDef, Source
 from mecc.rules import check_expression
+from mecc.yaml_documents import load_entries, parse_entries
 
 SUMMARY_MAX_CHARS = 140
 MAX_DAYS = 3650
@@ -425,55 +426,17 @@ def parse_rule_pack(data: Any, catalogue: Catalogue, *, source: str | None = Non
         {"path": str(name), "message": "Unknown field."}
         for name in data if name not in _PACK_FIELDS
     ]
-    rules: list[RuleDef] = []
-    first_seen: dict[str, int] = {}
-    for i, raw in enumerate(data["rules"]):
-        try:
-            rule = parse_rule(raw, catalogue, path_prefix=f"rules.{i}")
-        except RulePackError as exc:
-            errors.extend(exc.errors)
-            continue
-        if rule.key in first_seen:
-            errors.append({"path": f"rules.{i}.key",
-                           "message": f"Duplicate key '{rule.key}' "
-                                      f"(also rules.{first_seen[rule.key]})."})
-            continue
-        first_seen[rule.key] = i
-        rules.append(rule)
+    rules = parse_entries(data["rules"], lambda raw, at: parse_rule(raw, catalogue, path_prefix=at),
+                          RulePackError, list_name="rules", key="key", errors=errors)
     if errors:
         raise RulePackError(errors, source=source)
     return rules
 
 
-def _pack_files(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-    return [path]
-
-
 def load_rule_pack(path: str | Path, catalogue: Catalogue) -> list[RuleDef]:
     """Load and validate a rule-pack YAML file, or every *.yaml file of a directory."""
-    rules: list[RuleDef] = []
-    origin: dict[str, str] = {}
-    for file in _pack_files(Path(path)):
-        try:
-            with file.open(encoding="utf-8") as fh:
-                data = yaml.safe_load(fh)
-        except OSError as exc:
-            raise RulePackError([{"path": "", "message": f"Cannot read: {exc.strerror}."}],
-                                source=str(file)) from exc
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = {"line": mark.line + 1, "column": mark.column + 1} if mark else {}
-            raise RulePackError([{"path": "", "message": f"Not valid YAML: {exc}", **where}],
-                                source=str(file)) from exc
-        for rule in parse_rule_pack(data, catalogue, source=str(file)):
-            if rule.key in origin:
-                message = f"Duplicate key '{rule.key}' (also in {origin[rule.key]})."
-                raise RulePackError([{"path": "rules", "message": message}], source=str(file))
-            origin[rule.key] = str(file)
-            rules.append(rule)
-    return rules
+    return load_entries(path, lambda data, file: parse_rule_pack(data, catalogue, source=file),
+                        RulePackError, list_name="rules", key="key", positions=True)
 
 
 # ---------------------------------------------------------------------------------------------

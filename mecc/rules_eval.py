@@ -13,6 +13,7 @@ should never let through) makes the comparison unknown rather than raising.
 from __future__ import annotations
 
 import operator
+import textwrap
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -28,6 +29,19 @@ COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
 }
 # `k < fact` is `fact > k`: used to put the fact on the left before specialising.
 MIRRORED = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+def _specialise(title: str, source: str, **literals: str) -> Callable[..., Evaluator]:
+    """The function `make` that `source` defines, with each `{name}` in it replaced by a literal.
+
+    For closures that differ only in an operator or a truth value: one text serves every variant,
+    yet each variant is compiled with its operator or constant inline, so it costs no extra call
+    or variable lookup per evaluation (the technique dataclasses uses for `__init__`).
+    """
+    namespace: dict[str, Any] = {"__name__": __name__, "COMPARATORS": COMPARATORS}
+    code = compile(textwrap.dedent(source).format(**literals), f"<{__name__}: {title}>", "exec")
+    exec(code, namespace)  # noqa: S102 - our own constant text, never input
+    return namespace["make"]  # type: ignore[no-any-return]
 
 
 def constant(value: Any) -> Evaluator:
@@ -76,70 +90,20 @@ def fact_known(name: str) -> Evaluator:
 # --- comparisons -----------------------------------------------------------------------------
 # One closure per operator so that `fact OP constant` costs one dict lookup and one comparison.
 
-def _fact_eq(name: str, k: Any) -> Evaluator:
-    def ev(ctx: EvalContext) -> bool | None:
-        value = ctx.facts.get(name)
-        return None if value is None else value == k
-    return ev
-
-
-def _fact_ne(name: str, k: Any) -> Evaluator:
-    def ev(ctx: EvalContext) -> bool | None:
-        value = ctx.facts.get(name)
-        return None if value is None else value != k
-    return ev
-
-
-def _fact_lt(name: str, k: Any) -> Evaluator:
-    def ev(ctx: EvalContext) -> bool | None:
-        value = ctx.facts.get(name)
-        if value is None:
-            return None
-        try:
-            return value < k
-        except TypeError:
-            return None
-    return ev
-
-
-def _fact_le(name: str, k: Any) -> Evaluator:
-    def ev(ctx: EvalContext) -> bool | None:
-        value = ctx.facts.get(name)
-        if value is None:
-            return None
-        try:
-            return value <= k
-        except TypeError:
-            return None
-    return ev
-
-
-def _fact_gt(name: str, k: Any) -> Evaluator:
-    def ev(ctx: EvalContext) -> bool | None:
-        value = ctx.facts.get(name)
-        if value is None:
-            return None
-        try:
-            return value > k
-        except TypeError:
-            return None
-    return ev
-
-
-def _fact_ge(name: str, k: Any) -> Evaluator:
-    def ev(ctx: EvalContext) -> bool | None:
-        value = ctx.facts.get(name)
-        if value is None:
-            return None
-        try:
-            return value >= k
-        except TypeError:
-            return None
-    return ev
-
-
-_FACT_VS_CONSTANT = {"==": _fact_eq, "!=": _fact_ne, "<": _fact_lt,
-                     "<=": _fact_le, ">": _fact_gt, ">=": _fact_ge}
+_FACT_VS_CONSTANT_SOURCE = """
+    def make(name, k):
+        def ev(ctx):
+            value = ctx.facts.get(name)
+            if value is None:
+                return None
+            try:
+                return value {op} k
+            except TypeError:
+                return None
+        return ev
+"""
+_FACT_VS_CONSTANT = {op: _specialise(f"fact {op} constant", _FACT_VS_CONSTANT_SOURCE, op=op)
+                     for op in COMPARATORS}
 
 
 def fact_compare(name: str, op: str, k: Any) -> Evaluator:
@@ -227,128 +191,97 @@ def negate(operand: Evaluator) -> Evaluator:
     return ev
 
 
+# && and || are one algorithm with the truth values swapped: `settled` is the value that decides
+# the whole (False for &&, True for ||) and `otherwise` the one the whole has when no operand is
+# settled or unknown.
+
+_WITH_TEST_SOURCE = """
+    def make(test, right):
+        name, op, k = test
+        fn = COMPARATORS[op]
+
+        def ev(ctx):
+            value = ctx.facts.get(name)
+            if value is not None:
+                try:
+                    passed = fn(value, k)
+                except TypeError:
+                    pass
+                else:
+                    return {if_passed} if passed else {if_failed}
+            return {settled} if right(ctx) is {settled} else None
+        return ev
+"""
+_and_with_test = _specialise("fact op constant && right", _WITH_TEST_SOURCE,
+                             if_passed="right(ctx)", if_failed="False", settled="False")
+_or_with_test = _specialise("fact op constant || right", _WITH_TEST_SOURCE,
+                            if_passed="True", if_failed="right(ctx)", settled="True")
+
+
 def and_with_test(test: FactTest, right: Evaluator) -> Evaluator:
     """`fact op constant && right` with the comparison done in place."""
-    name, op, k = test
-    fn = COMPARATORS[op]
-
-    def ev(ctx: EvalContext) -> bool | None:
-        value = ctx.facts.get(name)
-        if value is not None:
-            try:
-                passed = fn(value, k)
-            except TypeError:
-                pass
-            else:
-                return right(ctx) if passed else False  # type: ignore[no-any-return]
-        return False if right(ctx) is False else None
-    return ev
+    return _and_with_test(test, right)
 
 
 def or_with_test(test: FactTest, right: Evaluator) -> Evaluator:
     """`fact op constant || right` with the comparison done in place."""
-    name, op, k = test
-    fn = COMPARATORS[op]
+    return _or_with_test(test, right)
 
-    def ev(ctx: EvalContext) -> bool | None:
-        value = ctx.facts.get(name)
-        if value is not None:
-            try:
-                passed = fn(value, k)
-            except TypeError:
-                pass
-            else:
-                return True if passed else right(ctx)  # type: ignore[no-any-return]
-        return True if right(ctx) is True else None
-    return ev
+
+_JUNCTION_SOURCE = """
+    def make(operands):
+        if len(operands) == 1:
+            return operands[0]
+        if len(operands) == 3:
+            first, second, third = operands
+
+            def ev3(ctx):
+                a = first(ctx)
+                if a is {settled}:
+                    return {settled}
+                b = second(ctx)
+                if b is {settled}:
+                    return {settled}
+                c = third(ctx)
+                if c is {settled}:
+                    return {settled}
+                return None if a is None or b is None or c is None else {otherwise}
+            return ev3
+        if len(operands) == 2:
+            left, right = operands
+
+            def ev2(ctx):
+                a = left(ctx)
+                if a is {settled}:
+                    return {settled}
+                b = right(ctx)
+                if a is {otherwise} or b is {settled}:
+                    return b
+                return None
+            return ev2
+        parts = tuple(operands)
+
+        def ev(ctx):
+            result = {otherwise}
+            for part in parts:
+                value = part(ctx)
+                if value is {settled}:
+                    return {settled}
+                if value is None:
+                    result = None
+            return result
+        return ev
+"""
+_all_of = _specialise("&&", _JUNCTION_SOURCE, settled="False", otherwise="True")
+_any_of = _specialise("||", _JUNCTION_SOURCE, settled="True", otherwise="False")
 
 
 def all_of(operands: Sequence[Evaluator]) -> Evaluator:
-    if len(operands) == 1:
-        return operands[0]
-    if len(operands) == 3:
-        first, second, third = operands
-
-        def ev3(ctx: EvalContext) -> bool | None:
-            a = first(ctx)
-            if a is False:
-                return False
-            b = second(ctx)
-            if b is False:
-                return False
-            c = third(ctx)
-            if c is False:
-                return False
-            return None if a is None or b is None or c is None else True
-        return ev3
-    if len(operands) == 2:
-        left, right = operands
-
-        def ev2(ctx: EvalContext) -> bool | None:
-            a = left(ctx)
-            if a is False:
-                return False
-            b = right(ctx)
-            if a is True or b is False:
-                return b
-            return None
-        return ev2
-    parts = tuple(operands)
-
-    def ev(ctx: EvalContext) -> bool | None:
-        result: bool | None = True
-        for part in parts:
-            value = part(ctx)
-            if value is False:
-                return False
-            if value is None:
-                result = None
-        return result
-    return ev
+    return _all_of(operands)
 
 
 def any_of(operands: Sequence[Evaluator]) -> Evaluator:
-    if len(operands) == 1:
-        return operands[0]
-    if len(operands) == 3:
-        first, second, third = operands
-
-        def ev3(ctx: EvalContext) -> bool | None:
-            a = first(ctx)
-            if a is True:
-                return True
-            b = second(ctx)
-            if b is True:
-                return True
-            c = third(ctx)
-            if c is True:
-                return True
-            return None if a is None or b is None or c is None else False
-        return ev3
-    if len(operands) == 2:
-        left, right = operands
-
-        def ev2(ctx: EvalContext) -> bool | None:
-            a = left(ctx)
-            if a is True:
-                return True
-            b = right(ctx)
-            if a is False or b is True:
-                return b
-            return None
-        return ev2
-    parts = tuple(operands)
-
-    def ev(ctx: EvalContext) -> bool | None:
-        result: bool | None = False
-        for part in parts:
-            value = part(ctx)
-            if value is True:
-                return True
-            if value is None:
-                result = None
-        return result
-    return ev
+    return _any_of(operands)
 
 
 # --- functions -------------------------------------------------------------------------------

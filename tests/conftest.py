@@ -6,6 +6,7 @@ starts from empty tables (a copied SQLite file, or truncated PostgreSQL tables).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ PG_ADMIN_DSN = os.environ.get("MECC_TEST_PG_DSN", "host=127.0.0.1 port=5432 user
 TEST_REDIS_URL = os.environ.get("MECC_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 REQUIRE_SERVICES = os.environ.get("MECC_REQUIRE_SERVICES") == "1"
 BACKENDS = ("sqlite", "postgresql")
+PROBLEM_JSON = "application/problem+json"
 
 
 def _unavailable(what: str, exc: Exception) -> None:
@@ -157,6 +159,31 @@ def make_key(app: Any) -> KeyFactory:
 
 def auth_header(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def post_event(client: Any, key: str, body: dict[str, Any]) -> str:
+    """POST one event, which must be accepted; its id."""
+    response = client.post("/api/v1/events", json=body, headers=auth_header(key))
+    assert response.status_code == 202, response.json
+    return str(response.json["id"])
+
+
+def assert_problem(response: Any, status: int, *paths: str) -> dict[str, Any]:
+    """An RFC 9457 problem with this status, naming each of `paths` in `errors`."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == PROBLEM_JSON
+    body: dict[str, Any] = json.loads(response.get_data(as_text=True))
+    assert {"type", "title", "status", "detail"} <= body.keys(), body
+    assert body["status"] == status
+    assert isinstance(body["detail"], str) and body["detail"]
+    if status == 422:
+        assert isinstance(body.get("errors"), dict) and body["errors"], body
+        for path, messages in body["errors"].items():
+            assert isinstance(path, str) and messages and all(isinstance(m, str)
+                                                             for m in messages), body
+    for path in paths:
+        assert path in body.get("errors", {}), (path, body)
+    return body
 
 
 def make_event(**overrides: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from flask import Blueprint, g, request
 
 from mecc import cds
 from mecc.auth import bearer_token, open_route
-from mecc.errors import BadRequest, Unauthorized
+from mecc.errors import Unauthorized
 from mecc.runtime import current
 from mecc.views import json_body
 
@@ -40,13 +40,6 @@ def cds_auth(*scopes: str) -> Callable[[F], F]:
     return decorator
 
 
-def _body() -> Any:
-    try:
-        return json_body()
-    except RecursionError:
-        raise BadRequest("The body is nested too deeply to read.") from None
-
-
 @blp.get("")
 @open_route
 def discovery() -> Any:
@@ -59,7 +52,7 @@ def discovery() -> Any:
 def call(service_id: str) -> Any:
     """Call a CDS service: the hook becomes a contact event, evaluated now; cards back."""
     svc = cds.service(service_id)
-    return cds.call_service(current(), g.caller, svc, _body())
+    return cds.call_service(current(), g.caller, svc, json_body())
 
 
 @blp.post("/<service_id>/feedback")
@@ -67,6 +60,6 @@ def call(service_id: str) -> Any:
 def feedback(service_id: str) -> Any:
     """What the user did with the cards: recorded as prompt outcomes."""
     cds.service(service_id)
-    items = cds.parse_feedback(_body())
+    items = cds.parse_feedback(json_body())
     recorded = cds.record_feedback(current(), g.caller, items)
     return {"recorded": recorded}

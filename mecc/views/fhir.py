@@ -10,7 +10,7 @@ from marshmallow import fields, validate
 
 from mecc import fhir, intake
 from mecc.auth import require_scope
-from mecc.errors import PROBLEM_JSON, BadRequest, ProblemSchema, ValidationFailed, describe
+from mecc.errors import PROBLEM_JSON, ProblemSchema, ValidationFailed, describe
 from mecc.runtime import current
 from mecc.schemas.fields import IDENT, Schema
 from mecc.schemas.responses import EventAcceptedSchema
@@ -65,13 +65,6 @@ def _problems(view: Any) -> Any:
     return view
 
 
-def _body() -> Any:
-    try:
-        return json_body()
-    except RecursionError:
-        raise BadRequest("The body is nested too deeply to read.") from None
-
-
 @blp.route("", methods=["POST"])
 @require_scope("events:write")
 @blp.arguments(FhirQuerySchema, location="query", as_kwargs=True)
@@ -88,7 +81,7 @@ def post_bundle(source: str | None = None) -> Any:
     defaults = fhir.Defaults(
         source=source or fhir.slug_source(principal.name),
         organisation=None if principal.is_all_organisations else principal.organisation)
-    body = _body()
+    body = json_body()
     try:
         result = fhir.map_bundle(body, catalogue=runtime.catalogue, defaults=defaults)
     except ValidationFailed as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import types
@@ -10,13 +9,12 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import auth_header, make_event
+from conftest import PROBLEM_JSON, assert_problem, auth_header, make_event
 from sqlalchemy import select
 
 from mecc import auth, keys
 from mecc.models import ApiKey, Event
 
-PROBLEM_JSON = "application/problem+json"
 EVENTS = "/api/v1/events"
 # The only routes anyone may call without a key (QUALITY.md, Security).
 OPEN_ROUTES = {
@@ -27,17 +25,6 @@ OPEN_ROUTES = {
     # CDS Hooks discovery is public by the CDS Hooks specification (the service calls are not).
     "/cds-services",
 }
-
-
-def assert_problem(response: Any, status: int, *paths: str) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM_JSON
-    body: dict[str, Any] = json.loads(response.get_data(as_text=True))
-    assert {"type", "title", "status", "detail"} <= body.keys()
-    assert body["status"] == status
-    for path in paths:
-        assert path in body.get("errors", {}), (path, body)
-    return body
 
 
 def stored(app: Any) -> list[Event]:

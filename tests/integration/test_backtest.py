@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import auth_header, make_event
+from conftest import auth_header, make_event, post_event
 from workers import flush_redis, running_worker, wait_for
 
 from mecc import backtest
@@ -29,12 +29,6 @@ def _event(person: str, facts: dict[str, Any], at: datetime, **overrides: Any) -
     return body
 
 
-def _post(client: Any, key: str, body: dict[str, Any]) -> str:
-    response = client.post("/api/v1/events", json=body, headers=auth_header(key))
-    assert response.status_code == 202, response.json
-    return str(response.json["id"])
-
-
 @pytest.fixture
 def history(client: Any, make_key: Any, evaluate_pending: Any) -> dict[str, str]:
     """Stored events over the last weeks in two organisations, evaluated by the live rules.
@@ -47,18 +41,18 @@ def history(client: Any, make_key: Any, evaluate_pending: Any) -> dict[str, str]
     smoker = {"smoking_status": "current"}
     day5, day3 = now - timedelta(days=5), now - timedelta(days=3)
     ids = {
-        "a-morning": _post(client, writer, _event("p-a", smoker, day5)),
-        "a-later": _post(client, writer, _event("p-a", smoker, day5 + timedelta(minutes=30),
+        "a-morning": post_event(client, writer, _event("p-a", smoker, day5)),
+        "a-later": post_event(client, writer, _event("p-a", smoker, day5 + timedelta(minutes=30),
                                                 setting="community_pharmacy")),
-        "b-first": _post(client, writer, _event("p-b", smoker, day3)),
-        "b-again": _post(client, writer, _event("p-b", smoker, now - timedelta(days=1))),
-        "c-opted-out": _post(client, writer, _event(
+        "b-first": post_event(client, writer, _event("p-b", smoker, day3)),
+        "b-again": post_event(client, writer, _event("p-b", smoker, now - timedelta(days=1))),
+        "c-opted-out": post_event(client, writer, _event(
             "p-c", smoker, now - timedelta(days=2),
             preferences={"opted_out": True, "declined_topics": []})),
-        "d-non-smoker": _post(client, writer, _event("p-d", {"smoking_status": "never"},
+        "d-non-smoker": post_event(client, writer, _event("p-d", {"smoking_status": "never"},
                                                      now - timedelta(days=2))),
-        "e-too-old": _post(client, writer, _event("p-e", smoker, now - timedelta(days=40))),
-        "f-other-org": _post(client, writer, _event("p-f", smoker, now - timedelta(days=2),
+        "e-too-old": post_event(client, writer, _event("p-e", smoker, now - timedelta(days=40))),
+        "f-other-org": post_event(client, writer, _event("p-f", smoker, now - timedelta(days=2),
                                                     organisation=OTHER_ORG)),
     }
     assert evaluate_pending() == 8

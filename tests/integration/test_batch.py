@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
 import pytest
-from conftest import auth_header, make_event
+from conftest import assert_problem, auth_header, make_event
 from sqlalchemy import select
 
 from mecc.models import Event
 
 URL = "/api/v1/events/batch"
-PROBLEM_JSON = "application/problem+json"
-
-
-def assert_problem(response: Any, status: int, *paths: str) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM_JSON
-    body: dict[str, Any] = json.loads(response.get_data(as_text=True))
-    assert {"type", "title", "status", "detail"} <= body.keys()
-    assert body["status"] == status
-    for path in paths:
-        assert path in body.get("errors", {}), (path, body)
-    return body
 
 
 def stored(app: Any) -> dict[tuple[str, str], Event]:

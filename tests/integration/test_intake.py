@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import structlog
-from conftest import TEST_REDIS_URL, auth_header, make_event
+from conftest import TEST_REDIS_URL, assert_problem, auth_header, make_event
 from sqlalchemy import select
 
 from mecc import auth, keys
@@ -40,7 +40,6 @@ INTS = {n: f for n, f in SENT.items() if f.type == "int"}
 BOOLS = [n for n, f in SENT.items() if f.type == "bool"]
 ENUMS = {n: f.values for n, f in SENT.items() if f.type == "string" and f.values}
 DERIVED = {n: f for n, f in CATALOGUE.facts.items() if not f.is_sent}
-PROBLEM_JSON = "application/problem+json"
 URL = "/api/v1/events"
 PSEUDONYM_KEY = "test-pseudonym-key"  # the conftest settings
 SNOMED = "http://snomed.info/sct"
@@ -49,24 +48,6 @@ ICD10_UK = "http://hl7.org/fhir/sid/icd-10-uk"
 
 
 # ------------------------------------------------------------------------------ helpers
-def assert_problem(response: Any, status: int, *paths: str) -> dict[str, Any]:
-    """An RFC 9457 problem with this status, naming each of `paths` in `errors`."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM_JSON
-    body: dict[str, Any] = json.loads(response.get_data(as_text=True))
-    assert {"type", "title", "status", "detail"} <= body.keys(), body
-    assert body["status"] == status
-    assert isinstance(body["detail"], str) and body["detail"]
-    if status == 422:
-        assert isinstance(body.get("errors"), dict) and body["errors"], body
-        for path, messages in body["errors"].items():
-            assert isinstance(path, str) and messages and all(isinstance(m, str)
-                                                             for m in messages), body
-    for path in paths:
-        assert path in body.get("errors", {}), (path, body)
-    return body
-
-
 def set_path(body: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     """Set a dotted path (list indices as digits) in an event body; returns the body."""
     *parents, last = path.split(".")

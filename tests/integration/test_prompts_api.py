@@ -5,14 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from conftest import auth_header, make_event
+from conftest import auth_header, make_event, post_event
 
 
 def _post(client: Any, key: str, **overrides: Any) -> str:
-    response = client.post("/api/v1/events", json=make_event(**overrides),
-                           headers=auth_header(key))
-    assert response.status_code == 202, response.json
-    return response.json["id"]
+    return post_event(client, key, make_event(**overrides))
 
 
 def _smoker(**overrides: Any) -> dict[str, Any]:

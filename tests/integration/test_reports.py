@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import auth_header, make_event
+from conftest import auth_header, make_event, post_event
 from sqlalchemy import text
 
 from mecc import reports
@@ -28,12 +28,6 @@ def _event(person: str, facts: dict[str, Any], *, at: datetime | None = None,
     if at is not None:
         body["occurred_at"] = at.isoformat()
     return body
-
-
-def _post(client: Any, key: str, body: dict[str, Any]) -> str:
-    response = client.post("/api/v1/events", json=body, headers=auth_header(key))
-    assert response.status_code == 202, response.json
-    return str(response.json["id"])
 
 
 def _prompts(client: Any, key: str, **filters: str) -> list[dict[str, Any]]:
@@ -96,11 +90,11 @@ def scenario(client: Any, make_key: Any, evaluate_pending: Any) -> dict[str, Any
     theirs = make_key(organisation=OTHER_ORG, scopes=WRITER)
     for i in range(4):
         person = f"smoker-{i}"
-        _post(client, ours, _event(person, {"smoking_status": "current"},
+        post_event(client, ours, _event(person, {"smoking_status": "current"},
                                    setting=SETTINGS.get(person, "general_practice")))
-    _post(client, ours, _event("everything", EVERYTHING))
-    _post(client, ours, _event("heavy", {"bmi": 35.0}, setting=SETTINGS["heavy"]))
-    _post(client, theirs, _event("their-smoker", {"smoking_status": "current"},
+    post_event(client, ours, _event("everything", EVERYTHING))
+    post_event(client, ours, _event("heavy", {"bmi": 35.0}, setting=SETTINGS["heavy"]))
+    post_event(client, theirs, _event("their-smoker", {"smoking_status": "current"},
                                  organisation=OTHER_ORG))
     assert evaluate_pending() == 7
 
@@ -177,7 +171,7 @@ def test_window_is_half_open_on_the_contact_time(client: Any, make_key: Any,
     start = datetime(2026, 10, 5, 10, 0, tzinfo=UTC)
     for n, at in enumerate((start - timedelta(seconds=1), start, start + timedelta(hours=5),
                             start + timedelta(days=1))):
-        _post(client, writer, _event(f"p-{n}", {"smoking_status": "current"}, at=at))
+        post_event(client, writer, _event(f"p-{n}", {"smoking_status": "current"}, at=at))
     evaluate_pending()
     key = make_key(scopes=("reports:read",))
     end = start + timedelta(days=1)
@@ -198,8 +192,8 @@ def test_default_window_is_the_last_thirty_days(client: Any, make_key: Any,
                                                 evaluate_pending: Any) -> None:
     writer = make_key(scopes=WRITER)
     now = datetime.now(UTC)
-    _post(client, writer, _event("recent", {"smoking_status": "current"}))
-    _post(client, writer, _event("old", {"smoking_status": "current"},
+    post_event(client, writer, _event("recent", {"smoking_status": "current"}))
+    post_event(client, writer, _event("old", {"smoking_status": "current"},
                                  at=now - timedelta(days=40)))
     evaluate_pending()
     report = _report(client, make_key(scopes=("reports:read",)), "group_by=day")
@@ -214,10 +208,10 @@ def test_day_groups_use_the_utc_calendar_and_fill_empty_days(client: Any, make_k
                                                              app: Any) -> None:
     writer = make_key(scopes=WRITER)
     late = datetime(2026, 10, 5, 23, 30, tzinfo=UTC)
-    _post(client, writer, _event("a", {"smoking_status": "current"}, at=late))
-    _post(client, writer, _event("b", {"smoking_status": "current"},
+    post_event(client, writer, _event("a", {"smoking_status": "current"}, at=late))
+    post_event(client, writer, _event("b", {"smoking_status": "current"},
                                  at=late + timedelta(hours=1)))  # 00:30 on the 6th
-    _post(client, writer, _event("c", {"smoking_status": "current"},
+    post_event(client, writer, _event("c", {"smoking_status": "current"},
                                  at=late + timedelta(days=2)))
     evaluate_pending()
     report = _report(client, make_key(scopes=("reports:read",)),

@@ -105,15 +105,20 @@ def test_not_truth_table(a: bool | None, expected: bool | None) -> None:
     assert evaluate("!!is_carer", bools(a, None)) is a
 
 
-@pytest.mark.parametrize(("values", "expected"), [
-    ((T, T, T), T), ((T, U, T), U), ((U, F, T), F), ((T, T, F), F), ((U, U, U), U),
-])
-def test_three_and_four_way_and(values: tuple[bool | None, ...], expected: bool | None) -> None:
+def three_way(values: tuple[bool | None, ...]) -> EvalContext:
+    """is_carer, lives_alone and `age >= 18` with these truth values (None: the fact unknown)."""
     facts = {n: v for n, v in zip(("is_carer", "lives_alone"), values[:2], strict=True)
              if v is not None}
     if values[2] is not None:
         facts["age"] = 50 if values[2] else 10
-    context = ctx(**facts)
+    return ctx(**facts)
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ((T, T, T), T), ((T, U, T), U), ((U, F, T), F), ((T, T, F), F), ((U, U, U), U),
+])
+def test_three_and_four_way_and(values: tuple[bool | None, ...], expected: bool | None) -> None:
+    context = three_way(values)
     assert evaluate("is_carer && lives_alone && age >= 18", context) is expected
     assert evaluate("age >= 18 && is_carer && lives_alone", context) is expected
     assert evaluate("is_carer && lives_alone && age >= 18 && true", context) is expected
@@ -123,11 +128,7 @@ def test_three_and_four_way_and(values: tuple[bool | None, ...], expected: bool 
     ((F, F, F), F), ((F, U, F), U), ((U, T, F), T), ((F, F, T), T), ((U, U, U), U),
 ])
 def test_three_and_four_way_or(values: tuple[bool | None, ...], expected: bool | None) -> None:
-    facts = {n: v for n, v in zip(("is_carer", "lives_alone"), values[:2], strict=True)
-             if v is not None}
-    if values[2] is not None:
-        facts["age"] = 50 if values[2] else 10
-    context = ctx(**facts)
+    context = three_way(values)
     assert evaluate("is_carer || lives_alone || age >= 18", context) is expected
     assert evaluate("age >= 18 || is_carer || lives_alone", context) is expected
     assert evaluate("is_carer || lives_alone || age >= 18 || false", context) is expected
