@@ -186,6 +186,8 @@ def test_rule_editor_validates_dry_runs_backtests_and_saves(
     page.get_by_role("button", name="Save as new draft version").click()
     page.locator("#save-status[data-kind='ok']").wait_for()
     assert "Saved as version 2" in page.locator("#save-status").inner_text()
+    # The save message shows before the version list reloads: wait for the new row.
+    page.locator("#version-list tbody tr").nth(1).wait_for(timeout=10_000)
     assert page.locator("#version-list tbody tr").count() == 2
     page.locator("#audit-list li").first.wait_for()
 
