@@ -13,4 +13,4 @@ RUN pip install .
 USER mecc
 ENV MECC_VAR_DIR=/app/var MECC_CONFIG_DIR=/app/config
 EXPOSE 8000
-CMD ["gunicorn", "--config", "python:mecc.gunicorn_conf", "--bind", "0.0.0.0:8000", "mecc.api:create_app()"]
+CMD ["gunicorn", "--config", "python:mecc.platform.gunicorn_conf", "--bind", "0.0.0.0:8000", "mecc.api:create_app()"]

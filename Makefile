@@ -48,7 +48,7 @@ bench-pipeline: install
 
 # Regenerate a migration from the models: make migration MESSAGE="add x"
 migration: install
-	$(BIN)/python -c "from alembic import command; from mecc.migrate import alembic_config; \
+	$(BIN)/python -c "from alembic import command; from mecc.store.migrate import alembic_config; \
 	command.revision(alembic_config('sqlite:///var/migration-scratch.db'), message='$(MESSAGE)', autogenerate=True)"
 
 clean:

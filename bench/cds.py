@@ -1,6 +1,6 @@
 """CDS Hooks: synchronous card response latency, p50 / p99, through the real stack.
 
-gunicorn (mecc.gunicorn_conf) on a PostgreSQL database of its own, the default rule pack,
+gunicorn (mecc.platform.gunicorn_conf) on a PostgreSQL database of its own, the default rule pack,
 a CDS client registered with `mecc cds-clients add` (an ES384 key made here), and one fresh
 signed JWT per call, as an EHR sends them. Each call stores the event, evaluates it in the
 request with the live rules and suppression, and answers cards. The baseline, measured in the

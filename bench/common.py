@@ -266,15 +266,15 @@ class Proc:
 
 def gunicorn(name: str, app_spec: str, port: int, env: Mapping[str, str], log_dir: Path,
              workers: int = 2) -> Proc:
-    """gunicorn with the API's own configuration (mecc.gunicorn_conf), as `mecc run` starts it."""
-    return Proc(name, [PYTHON, "-m", "gunicorn", "--config", "python:mecc.gunicorn_conf",
+    """gunicorn with the API's own configuration (mecc.platform.gunicorn_conf), as `mecc run` starts it."""
+    return Proc(name, [PYTHON, "-m", "gunicorn", "--config", "python:mecc.platform.gunicorn_conf",
                        "--workers", str(workers), "--bind", f"127.0.0.1:{port}", app_spec],
                 env, log_dir)
 
 
 def gunicorn_description() -> str:
     """The worker class the API's gunicorn configuration gives (environment included)."""
-    from mecc import gunicorn_conf
+    from mecc.platform import gunicorn_conf
 
     kind = gunicorn_conf.worker_class
     if kind == "gthread":

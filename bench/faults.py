@@ -1,6 +1,6 @@
 """Fault injection: is every accepted event evaluated, and evaluated once, whatever breaks?
 
-Runs the real processes on this machine: the API under gunicorn (mecc.gunicorn_conf), a Celery
+Runs the real processes on this machine: the API under gunicorn (mecc.platform.gunicorn_conf), a Celery
 worker and Celery beat (the relay), against a Redis and a PostgreSQL cluster of our own (so
 they can be crashed, wiped and stopped). For each scenario a load of contact events is POSTed
 over HTTP while the fault is injected, then the database is checked the way Jepsen's
@@ -65,9 +65,9 @@ import harness  # noqa: E402
 # Short enough to see recovery within a run; the lease must exceed the hard time limit.
 LEASE_SECONDS = 15
 TASK_TIME_LIMIT = 10
-RELAY_PERIOD = 5  # beat schedule (mecc.celery_app)
-RELAY_GRACE = 10  # mecc.intake.RELAY_GRACE
-RESEND_AFTER = 30  # mecc.pipeline.due_for_relay
+RELAY_PERIOD = 5  # beat schedule (mecc.platform.celery_app)
+RELAY_GRACE = 10  # mecc.intake.service.RELAY_GRACE
+RESEND_AFTER = 30  # mecc.evaluation.pipeline.due_for_relay
 CLIENT_TIMEOUT = (3.0, 10.0)  # connect, read: a request slower than this is a hang
 CLIENTS = 8
 SCENARIOS = ("a", "b", "c1", "c2", "d", "e", "f")
@@ -401,11 +401,11 @@ def settle(stack: Stack, source: str, ids: set[str], bound: float) -> float:
 def check(stack: Stack, scenario: str, load: Load, row: Row) -> Row:
     from sqlalchemy import func, select
 
-    from mecc import pipeline
-    from mecc.catalogue import load_catalogue
-    from mecc.db import Database
-    from mecc.models import Event, Prompt, PushMessage, SuppressedMatch
-    from mecc.rule_store import LiveRuleCache
+    from mecc.admin.rule_store import LiveRuleCache
+    from mecc.clinical.catalogue import load_catalogue
+    from mecc.evaluation import pipeline
+    from mecc.platform.db import Database
+    from mecc.store.models import Event, Prompt, PushMessage, SuppressedMatch
 
     source = f"faults-{scenario}"
     answers = Counter(a for s in load.sent.values() for a in s.answers)
@@ -697,7 +697,7 @@ def run_scenario(stack: Stack, scenario: str, plan: Plan, run: str) -> Row:
 
 # ---------------------------------------------------------------------------------- (f) webhooks
 
-# The sender's limits (mecc.webhooks.TIMEOUTS): a receiver slower than this has failed.
+# The sender's limits (mecc.delivery.webhooks.TIMEOUTS): a receiver slower than this has failed.
 HOOK_TIMEOUT = 10.0
 HANG_SECONDS = HOOK_TIMEOUT + 2  # a hung request is answered (into a closed socket) after this
 HOOK_BASE_DELAY = 1  # MECC_WEBHOOK_BASE_DELAY_SECONDS for the run (production 5 s)
@@ -923,8 +923,8 @@ def run_webhooks(stack: Stack, plan: Plan, run: str) -> Row:
 def check_webhooks(stack: Stack, receiver: Receiver, load: Load, row: Row, plan: Plan) -> None:
     from sqlalchemy import select
 
-    from mecc.db import Database
-    from mecc.models import Event, Prompt, PushMessage, WebhookDelivery, WebhookEndpoint
+    from mecc.platform.db import Database
+    from mecc.store.models import Event, Prompt, PushMessage, WebhookDelivery, WebhookEndpoint
 
     urls = {receiver.url(name): name for name in ("recovering", "gone")}
     db = Database(stack.database_url)

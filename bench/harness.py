@@ -15,7 +15,7 @@ there runs, so `import harness`):
     seed(env)                                     `mecc seed`: migrate, rules, services
     create_key(env, organisation, scopes) -> str  `mecc keys create --json`
     Proc(name, argv, env, log_dir)                .pid .alive() .children() .stop() .kill_all()
-    start_api(env, port, log_dir) -> Proc         gunicorn with mecc.gunicorn_conf, /healthz up
+    start_api(env, port, log_dir) -> Proc         gunicorn with mecc.platform.gunicorn_conf, /healthz up
     start_worker(env, log_dir) -> Proc            `celery -A mecc.worker worker`, ready
     start_beat(env, log_dir) -> Proc              `celery -A mecc.worker beat` (the relay)
     child_pids(pid) -> list[int]                  direct children, read from /proc
@@ -346,8 +346,8 @@ def _http_ok(url: str) -> bool:
 
 def start_api(env: Mapping[str, str], port: int, log_dir: Path, *, workers: int = 2,
               name: str = "api", timeout: float = 60) -> Proc:
-    """gunicorn serving mecc.api:create_app() with mecc.gunicorn_conf; returns once /healthz."""
-    proc = Proc(name, [PYTHON, "-m", "gunicorn", "--config", "python:mecc.gunicorn_conf",
+    """gunicorn serving mecc.api:create_app() with mecc.platform.gunicorn_conf; returns once /healthz."""
+    proc = Proc(name, [PYTHON, "-m", "gunicorn", "--config", "python:mecc.platform.gunicorn_conf",
                        "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
                        "mecc.api:create_app()"], env, log_dir)
     _wait_alive(proc, lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"), timeout)

@@ -1,6 +1,6 @@
 """Ingest benchmark: sustained POST /api/v1/events against a bare endpoint on the same stack.
 
-Both servers are gunicorn with the API's configuration (mecc.gunicorn_conf, whose worker class
+Both servers are gunicorn with the API's configuration (mecc.platform.gunicorn_conf, whose worker class
 is named in the results) and the same worker count. The real one runs `mecc.api:create_app()`
 on a fresh PostgreSQL database (`mecc_bench`; `--sqlite` for a SQLite file) with its Celery
 broker in Redis database 14 (no worker runs: sent tasks wait in the queue). The bare one
@@ -177,8 +177,9 @@ def cost_breakdown(env: dict[str, str], key: str, count: int, kind: str) -> dict
     os.environ.update(env)
     from bare_app import create_app as create_bare
 
-    from mecc import auth, intake
     from mecc.api import create_app
+    from mecc.intake import service as intake
+    from mecc.platform import auth
 
     app = create_app()
     runtime = app.extensions["mecc"]
@@ -359,7 +360,7 @@ def report(phases: list[Phase], stored: dict[str, int], costs: dict[str, float],
         f"- Load average before the run: {load_before[0]:.2f} (the machine is shared; "
         "bare and real runs alternate so that other load hits both)",
         f"- Command: `{command_line()}`",
-        f"- Stack: gunicorn with `mecc.gunicorn_conf` ({gunicorn_description()}), {args.workers} "
+        f"- Stack: gunicorn with `mecc.platform.gunicorn_conf` ({gunicorn_description()}), {args.workers} "
         f"workers for both servers; database {kind} (fresh `mecc_bench`"
         f"{'' if kind == 'postgresql' else ' SQLite file'}, default rule pack seeded); Celery "
         "broker Redis database 14 (no worker running; each accepted event sends its task); "

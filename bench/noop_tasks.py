@@ -1,6 +1,6 @@
 """The no-op baseline for bench/pipeline.py: the ceiling of the queue.
 
-A Celery app separate from mecc's, configured exactly like it (mecc.celery_app.celery_config:
+A Celery app separate from mecc's, configured exactly like it (mecc.platform.celery_app.celery_config:
 acks_late, prefetch 1, JSON, the same broker options) and using the same broker, with one task
 that does nothing but count itself in Redis, so the benchmark can tell when all are done.
 
@@ -15,7 +15,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from mecc.celery_app import celery_config
+from mecc.platform.celery_app import celery_config
 
 BROKER_URL = os.environ.get("MECC_BROKER_URL") or os.environ.get(
     "MECC_REDIS_URL", "redis://127.0.0.1:6379/14")

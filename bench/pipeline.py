@@ -4,7 +4,7 @@ Baseline (the ceiling of the queue): a separate Celery app (bench/noop_tasks.py)
 mecc's, one no-op task per event through the same Redis broker, `--concurrency 2`; the time from
 the first send until every task has run (each INCRs a Redis counter).
 
-Real: the API under gunicorn (mecc.gunicorn_conf) and a real worker, `celery -A mecc.worker
+Real: the API under gunicorn (mecc.platform.gunicorn_conf) and a real worker, `celery -A mecc.worker
 worker --concurrency 2`, on a fresh PostgreSQL database seeded with the default rule pack and
 services. The client POSTs the same number of events to /api/v1/events/batch, 100 per batch
 (intake sends one evaluation task per 100 ids), and the clock stops when every event is
@@ -351,7 +351,7 @@ def report(runs: dict[str, list[dict[str, Any]]], info: dict[str, str],
         "- No-op: `celery -A bench.noop_tasks worker --concurrency 2` (mecc's Celery settings:"
         " acks_late, prefetch 1), one task per event, sent from the benchmark process; each "
         "task INCRs a Redis counter and the clock stops when it reaches N.",
-        f"- Real: gunicorn API (`mecc.gunicorn_conf`: {gunicorn_description()}, 2 workers) and "
+        f"- Real: gunicorn API (`mecc.platform.gunicorn_conf`: {gunicorn_description()}, 2 workers) and "
         f"`celery -A mecc.worker "
         f"worker --concurrency {args.concurrency}`; {args.clients} client threads (http.client, "
         f"keep-alive) POST /api/v1/events/batch with {BATCH} events each (intake sends one "

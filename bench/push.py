@@ -1,6 +1,6 @@
 """Live push benchmark: POST -> prompt on an SSE client, and SSE clients one API process holds.
 
-Full stack on this machine: gunicorn (one worker process, mecc.gunicorn_conf), a Celery worker,
+Full stack on this machine: gunicorn (one worker process, mecc.platform.gunicorn_conf), a Celery worker,
 Redis (database 15) and PostgreSQL (a fresh mecc_bench_push_* database, dropped at the end), all
 on 127.0.0.1.
 
@@ -197,7 +197,7 @@ class Announcer:
     def __init__(self, database_url: str, team: str) -> None:
         import redis
 
-        from mecc.db import Database
+        from mecc.platform.db import Database
 
         self.db = Database(database_url)
         self.redis = redis.Redis.from_url(BENCH_REDIS_URL)
@@ -205,10 +205,10 @@ class Announcer:
         self.published: dict[int, float] = {}
 
     def announce(self) -> None:
-        from mecc import push
-        from mecc.db import utcnow
-        from mecc.events import prompt_dict
-        from mecc.models import Event, Prompt, PushMessage, new_id
+        from mecc.delivery import push
+        from mecc.intake.read import prompt_dict
+        from mecc.platform.db import utcnow
+        from mecc.store.models import Event, Prompt, PushMessage, new_id
 
         now = utcnow()
         with self.db.session() as session:

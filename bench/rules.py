@@ -44,12 +44,19 @@ from common import (
     write_section,
 )
 
-from mecc.catalogue import Catalogue, load_catalogue
-from mecc.domain import ContactEvent, EvalContext, PastPrompt, PersonHistory, Preferences, RuleDef
-from mecc.evaluation import RuleSet, build_context, evaluate
-from mecc.rulepack import load_rule_pack
+from mecc.clinical.catalogue import Catalogue, load_catalogue
+from mecc.clinical.domain import (
+    ContactEvent,
+    EvalContext,
+    PastPrompt,
+    PersonHistory,
+    Preferences,
+    RuleDef,
+)
+from mecc.clinical.rulepack import load_rule_pack
+from mecc.clinical.ruleset import RuleSet, build_context, evaluate
+from mecc.clinical.suppression import apply_suppression, rank
 from mecc.rules import compile_expression
-from mecc.suppression import apply_suppression, rank
 
 Check = Callable[[dict[str, Any], dict[str, Any], date], bool]
 SIZES = (20, 200, 2000)
@@ -621,7 +628,7 @@ def report(rows: list[dict[str, Any]], info: dict[str, str], args: argparse.Name
         "",
         "### Full evaluate() with suppression, µs per event",
         "",
-        "Ours: `mecc.evaluation.evaluate` (matching, Match objects, person-centred suppression, "
+        "Ours: `mecc.clinical.ruleset.evaluate` (matching, Match objects, person-centred suppression, "
         "Decision). Floor: the indexed floor, then the same `apply_suppression` call. About 40% "
         "of events carry 1-4 past prompts.",
         "",

@@ -13,10 +13,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from mecc import __version__
-from mecc.catalogue import load_catalogue
-from mecc.celery_app import celery_init_app
-from mecc.db import Database
-from mecc.errors import (
+from mecc.clinical.catalogue import load_catalogue
+from mecc.intake.schemas import build_event_schemas
+from mecc.platform.broker import Publisher
+from mecc.platform.celery_app import celery_init_app
+from mecc.platform.db import Database
+from mecc.platform.errors import (
     MeccError,
     ProblemSchema,
     ServiceUnavailable,
@@ -25,12 +27,10 @@ from mecc.errors import (
     problem,
     register_problem_responses,
 )
-from mecc.observability import configure_logging, init_request_logging
-from mecc.publisher import Publisher
-from mecc.ratelimit import init_rate_limits
-from mecc.runtime import Runtime
-from mecc.schemas.events import build_event_schemas
-from mecc.settings import Settings
+from mecc.platform.observability import configure_logging, init_request_logging
+from mecc.platform.ratelimit import init_rate_limits
+from mecc.platform.runtime import Runtime
+from mecc.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 

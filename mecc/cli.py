@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from mecc.settings import Settings
+from mecc.platform.settings import Settings
 
 
 def _settings() -> Settings:
@@ -18,7 +18,7 @@ def _settings() -> Settings:
 
 
 def _database() -> Any:
-    from mecc.db import Database
+    from mecc.platform.db import Database
 
     return Database(_settings().database_url)
 
@@ -58,7 +58,7 @@ def keys_create(name: str, organisation: str, scopes: tuple[str, ...],
                 callback_hosts: tuple[str, ...], default_callback_url: str | None,
                 as_json: bool) -> None:
     """Create a key. It is shown once, here; only its hash is stored."""
-    from mecc import keys as key_service
+    from mecc.admin import keys as key_service
 
     db = _database()
     try:
@@ -85,7 +85,7 @@ def keys_create(name: str, organisation: str, scopes: tuple[str, ...],
 @click.option("--json", "as_json", is_flag=True)
 def keys_list(as_json: bool) -> None:
     """List keys (never their secrets)."""
-    from mecc import keys as key_service
+    from mecc.admin import keys as key_service
 
     db = _database()
     with db.session() as session:
@@ -108,7 +108,7 @@ def _key_line(row: dict[str, Any]) -> str:
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key by id (it stops working within seconds)."""
-    from mecc import keys as key_service
+    from mecc.admin import keys as key_service
 
     db = _database()
     with db.session() as session:
@@ -129,7 +129,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply all migrations (safe to run repeatedly)."""
-    from mecc.migrate import upgrade
+    from mecc.store.migrate import upgrade
 
     upgrade(_settings().database_url)
     click.echo("database is up to date")
@@ -154,13 +154,13 @@ def rules() -> None:
 
 
 def _catalogue() -> Any:
-    from mecc.catalogue import load_catalogue
+    from mecc.clinical.catalogue import load_catalogue
 
     return load_catalogue(_settings().config_dir)
 
 
 def _read_pack(path: Path) -> list[Any]:
-    from mecc.rulepack import RulePackError, load_rule_pack
+    from mecc.clinical.rulepack import RulePackError, load_rule_pack
 
     try:
         return load_rule_pack(path, _catalogue())
@@ -182,7 +182,7 @@ def rules_validate(path: str) -> None:
 @click.option("--actor", default="cli", help="Recorded in the audit log.")
 def rules_load(path: str, actor: str) -> None:
     """Load a rule pack: new versions where changed; `status: active` rules are published."""
-    from mecc import rule_store
+    from mecc.admin import rule_store
 
     pack = _read_pack(_path(path))
     database = _database()
@@ -198,8 +198,8 @@ def rules_load(path: str, actor: str) -> None:
 @click.option("--status", type=click.Choice(["active", "draft", "retired"]), default=None)
 def rules_export(status: str | None) -> None:
     """Print the rules (each rule's live version, else its latest) as a rule-pack YAML."""
-    from mecc import rule_store
-    from mecc.rulepack import dump_rule_pack
+    from mecc.admin import rule_store
+    from mecc.clinical.rulepack import dump_rule_pack
 
     catalogue = _catalogue()
     database = _database()
@@ -223,8 +223,8 @@ def services() -> None:
 @click.argument("path")
 def services_load(path: str) -> None:
     """Load services from a YAML file or directory (insert or update by id)."""
-    from mecc import service_store
-    from mecc.directory import ServiceDirectoryError, load_services
+    from mecc.admin import services as service_store
+    from mecc.clinical.directory import ServiceDirectoryError, load_services
 
     try:
         found = load_services(_path(path))
@@ -252,7 +252,7 @@ def cds_clients() -> None:
 @click.option("--organisation", required=True, help="ODS code, or '*' for all organisations.")
 def cds_clients_add(iss: str, jwks_path: str, organisation: str) -> None:
     """Register a client (or replace its keys and organisation: key rotation)."""
-    from mecc import cds
+    from mecc.interop import cds
 
     try:
         jwks = json.loads(_path(jwks_path).read_text())
@@ -278,7 +278,7 @@ def cds_clients_add(iss: str, jwks_path: str, organisation: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def cds_clients_list(as_json: bool) -> None:
     """List registered clients (their public key ids)."""
-    from mecc import cds
+    from mecc.interop import cds
 
     database = _database()
     with database.session() as session:
@@ -295,7 +295,7 @@ def cds_clients_list(as_json: bool) -> None:
 @click.option("--iss", required=True)
 def cds_clients_remove(iss: str) -> None:
     """Remove a client: its JWTs stop working at once."""
-    from mecc import cds
+    from mecc.interop import cds
 
     database = _database()
     with database.session() as session:
@@ -311,7 +311,7 @@ def cds_clients_remove(iss: str) -> None:
 @main.command("seed")
 def seed() -> None:
     """Migrate, then load the default rule pack and services from the config directory."""
-    from mecc.migrate import upgrade
+    from mecc.store.migrate import upgrade
 
     settings = _settings()
     upgrade(settings.database_url)
@@ -326,6 +326,6 @@ def seed() -> None:
 @click.option("--concurrency", default=2, show_default=True, help="Celery worker processes.")
 def run(workers: int, concurrency: int) -> None:
     """Run API, worker and beat in the foreground until Ctrl-C / SIGTERM stops them all."""
-    from mecc.supervisor import run_all
+    from mecc.platform.supervisor import run_all
 
     sys.exit(run_all(_settings(), web_workers=workers, concurrency=concurrency))

@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mecc.catalogue import Catalogue
-from mecc.domain import EvalContext
-from mecc.rules_check import Checked, Leaf, check_tree
-from mecc.rules_syntax import MAX_DEPTH, MAX_LENGTH, MAX_NODES, Diagnostic, parse_expression
+from mecc.clinical.catalogue import Catalogue
+from mecc.clinical.domain import EvalContext
+from mecc.language.check import Checked, Leaf, check_tree
+from mecc.language.syntax import MAX_DEPTH, MAX_LENGTH, MAX_NODES, Diagnostic, parse_expression
 
 __all__ = [
     "MAX_DEPTH", "MAX_LENGTH", "MAX_NODES", "CompiledExpression", "Diagnostic", "Explanation",

@@ -1,4 +1,4 @@
-"""Celery tasks: thin, idempotent, taking ids. The work lives in mecc.pipeline."""
+"""Celery tasks: thin, idempotent, taking ids. The work lives in mecc.evaluation.pipeline."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from celery.signals import worker_process_init
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from mecc import backtest, pipeline, push, webhooks
-from mecc.events import prompt_dict
-from mecc.observability import EVALUATION_LATENCY, PROMPTS_CREATED
-from mecc.runtime import current
+from mecc.admin import backtest
+from mecc.delivery import push, webhooks
+from mecc.evaluation import pipeline
+from mecc.intake.read import prompt_dict
+from mecc.platform.observability import EVALUATION_LATENCY, PROMPTS_CREATED
+from mecc.platform.runtime import current
 
 log = logging.getLogger(__name__)
 # Only errors a retry can cure: the database or a connection was briefly unavailable.
@@ -40,8 +42,8 @@ def evaluate_events(self: Any, event_ids: list[str]) -> dict[str, int]:
     runtime = current()
     caches = runtime.extras.setdefault("caches", {})
     if "rules" not in caches:
-        from mecc.rule_store import LiveRuleCache
-        from mecc.service_store import ServiceCache
+        from mecc.admin.rule_store import LiveRuleCache
+        from mecc.admin.services import ServiceCache
 
         caches["rules"] = LiveRuleCache(runtime.catalogue)
         caches["services"] = ServiceCache()

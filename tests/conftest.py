@@ -45,7 +45,7 @@ def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this session, migrated once, dropped at the end."""
     import psycopg
 
-    from mecc.migrate import upgrade
+    from mecc.store.migrate import upgrade
 
     name = f"mecc_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     try:
@@ -67,7 +67,7 @@ def pg_database() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mecc.migrate import upgrade
+    from mecc.store.migrate import upgrade
 
     path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
     upgrade(f"sqlite:///{path}")
@@ -77,7 +77,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _truncate_all(url: str) -> None:
     from sqlalchemy import create_engine, text
 
-    from mecc.db import Base
+    from mecc.platform.db import Base
 
     engine = create_engine(url)
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
@@ -90,7 +90,7 @@ def _truncate_all(url: str) -> None:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         template = request.getfixturevalue("sqlite_template")
-        path = tmp_path / "mecc.db"
+        path = tmp_path / "mecc.platform.db"
         shutil.copyfile(template, path)
         return f"sqlite:///{path}"
     url = request.getfixturevalue("pg_database")
@@ -121,8 +121,8 @@ def settings_overrides(database_url: str, tmp_path: Path) -> dict[str, Any]:
 
 @pytest.fixture
 def app(settings_overrides: dict[str, Any]) -> Iterator[Any]:
-    from mecc import auth
     from mecc.api import create_app
+    from mecc.platform import auth
 
     application = create_app(settings_overrides)
     application.config["TESTING"] = True
@@ -142,7 +142,7 @@ KeyFactory = Callable[..., str]
 @pytest.fixture
 def make_key(app: Any) -> KeyFactory:
     """Create an API key in the app's database; returns the plaintext key."""
-    from mecc import keys
+    from mecc.admin import keys
 
     def factory(organisation: str = "Y02345", scopes: tuple[str, ...] = (
             "events:write", "prompts:read", "prompts:write"), *,
@@ -218,9 +218,10 @@ def make_event(**overrides: Any) -> dict[str, Any]:
 @pytest.fixture
 def seeded(app: Any) -> Any:
     """The default rule pack and example services loaded into the app's database."""
-    from mecc import rule_store, service_store
-    from mecc.directory import load_services
-    from mecc.rulepack import load_rule_pack
+    from mecc.admin import rule_store
+    from mecc.admin import services as service_store
+    from mecc.clinical.directory import load_services
+    from mecc.clinical.rulepack import load_rule_pack
 
     runtime = app.extensions["mecc"]
     with runtime.db.session() as session:
@@ -241,8 +242,10 @@ def evaluate_pending(seeded: Any) -> Callable[[], int]:
     """
     from sqlalchemy import select
 
-    from mecc import pipeline, rule_store, service_store
-    from mecc.models import Event
+    from mecc.admin import rule_store
+    from mecc.admin import services as service_store
+    from mecc.evaluation import pipeline
+    from mecc.store.models import Event
 
     runtime = seeded.extensions["mecc"]
     rules = rule_store.LiveRuleCache(runtime.catalogue)

@@ -47,7 +47,7 @@ def flush_redis(url: str = STREAM_REDIS_URL) -> None:
 def new_database(kind: str, directory: Path, prefix: str = "mecc_test_stream"
                  ) -> tuple[str, Any]:
     """A fresh, migrated database; returns (url, drop) where drop() removes it."""
-    from mecc.migrate import upgrade
+    from mecc.store.migrate import upgrade
 
     if kind == "sqlite":
         url = f"sqlite:///{directory / 'stream.db'}"
@@ -123,7 +123,7 @@ class Proc:
 
 def start_api(env: Mapping[str, str], log_dir: Path, name: str = "api") -> tuple[Proc, str]:
     port = free_port()
-    proc = Proc(name, [PYTHON, "-m", "gunicorn", "--config", "python:mecc.gunicorn_conf",
+    proc = Proc(name, [PYTHON, "-m", "gunicorn", "--config", "python:mecc.platform.gunicorn_conf",
                        "--workers", "1", "--bind", f"127.0.0.1:{port}", "mecc.api:create_app()"],
                 env, log_dir)
     base = f"http://127.0.0.1:{port}"

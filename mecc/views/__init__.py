@@ -7,7 +7,7 @@ from typing import Any
 from flask import request
 from werkzeug.exceptions import BadRequest as WerkzeugBadRequest
 
-from mecc.errors import BadRequest, UnsupportedMediaType
+from mecc.platform.errors import BadRequest, UnsupportedMediaType
 
 PROBLEM_RESPONSES = {
     400: "Malformed request",

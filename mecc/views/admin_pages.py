@@ -14,11 +14,11 @@ from typing import Any
 from flask import Blueprint, Response, render_template
 
 from mecc import __version__
-from mecc.auth import open_route
-from mecc.directory import SERVICE_TYPES
-from mecc.domain import INDICATORS, KINDS, OUTCOMES, TOPICS
-from mecc.reports import GROUP_BY
-from mecc.runtime import current
+from mecc.clinical.directory import SERVICE_TYPES
+from mecc.clinical.domain import INDICATORS, KINDS, OUTCOMES, TOPICS
+from mecc.platform.auth import open_route
+from mecc.platform.runtime import current
+from mecc.reports.outcomes import GROUP_BY
 
 blp = Blueprint("admin_pages", __name__)
 

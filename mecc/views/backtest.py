@@ -8,10 +8,10 @@ from flask import g
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
-from mecc import backtest
-from mecc.auth import require_scope
-from mecc.runtime import current
-from mecc.schemas.fields import Schema, StrictInteger
+from mecc.admin import backtest
+from mecc.platform.auth import require_scope
+from mecc.platform.fields import Schema, StrictInteger
+from mecc.platform.runtime import current
 
 blp = Blueprint("backtests", __name__, url_prefix="/api/v1",
                 description="How many prompts a day would a rule version create? Run over "

@@ -8,10 +8,10 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, g, request
 
-from mecc import cds
-from mecc.auth import bearer_token, open_route
-from mecc.errors import Unauthorized
-from mecc.runtime import current
+from mecc.interop import cds
+from mecc.platform.auth import bearer_token, open_route
+from mecc.platform.errors import Unauthorized
+from mecc.platform.runtime import current
 from mecc.views import json_body
 
 F = TypeVar("F", bound=Callable[..., Any])

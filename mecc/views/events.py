@@ -8,18 +8,18 @@ from typing import Any
 from flask import g
 from flask_smorest import Blueprint
 
-from mecc import events as event_service
-from mecc import intake
-from mecc.auth import require_scope
-from mecc.errors import PROBLEM_JSON, ProblemSchema, ValidationFailed
-from mecc.runtime import current
-from mecc.schemas.responses import (
+from mecc.intake import read as event_service
+from mecc.intake import service as intake
+from mecc.platform.auth import require_scope
+from mecc.platform.errors import PROBLEM_JSON, ProblemSchema, ValidationFailed
+from mecc.platform.runtime import current
+from mecc.views import PROBLEM_RESPONSES, json_body
+from mecc.views.responses import (
     BatchRequestSchema,
     BatchResponseSchema,
     EventAcceptedSchema,
     EventDetailSchema,
 )
-from mecc.views import PROBLEM_RESPONSES, json_body
 
 _PROBLEMS = {
     **PROBLEM_RESPONSES,

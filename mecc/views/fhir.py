@@ -8,13 +8,14 @@ from flask import g
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
-from mecc import fhir, intake
-from mecc.auth import require_scope
-from mecc.errors import PROBLEM_JSON, ProblemSchema, ValidationFailed, describe
-from mecc.runtime import current
-from mecc.schemas.fields import IDENT, Schema
-from mecc.schemas.responses import EventAcceptedSchema
+from mecc.intake import service as intake
+from mecc.interop import fhir
+from mecc.platform.auth import require_scope
+from mecc.platform.errors import PROBLEM_JSON, ProblemSchema, ValidationFailed, describe
+from mecc.platform.fields import IDENT, Schema
+from mecc.platform.runtime import current
 from mecc.views import json_body
+from mecc.views.responses import EventAcceptedSchema
 
 blp = Blueprint("fhir", __name__, url_prefix="/api/v1/fhir",
                 description="FHIR R4 intake: a Bundle with a Patient, an Encounter, Conditions "

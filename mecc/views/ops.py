@@ -7,10 +7,10 @@ from typing import Any
 from flask import Blueprint, Response, current_app, render_template
 from sqlalchemy import func, select, text
 
-from mecc.auth import open_route
-from mecc.models import Event
-from mecc.observability import QUEUE_DEPTH, metrics_response
-from mecc.runtime import current
+from mecc.platform.auth import open_route
+from mecc.platform.observability import QUEUE_DEPTH, metrics_response
+from mecc.platform.runtime import current
+from mecc.store.models import Event
 
 blp = Blueprint("ops", __name__)
 

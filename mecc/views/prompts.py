@@ -8,12 +8,12 @@ from flask import g
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
-from mecc import prompts as prompt_service
-from mecc.auth import require_scope
-from mecc.domain import OUTCOMES
-from mecc.runtime import current
-from mecc.schemas.fields import IDENT, Schema, StrictString, one_of
-from mecc.schemas.responses import PromptSchema
+from mecc.clinical.domain import OUTCOMES
+from mecc.platform.auth import require_scope
+from mecc.platform.fields import IDENT, Schema, StrictString, one_of
+from mecc.platform.runtime import current
+from mecc.prompts import service as prompt_service
+from mecc.views.responses import PromptSchema
 from mecc.views.stream import key_or_stream_token
 
 blp = Blueprint("prompts", __name__, url_prefix="/api/v1/prompts",

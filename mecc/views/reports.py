@@ -10,11 +10,11 @@ from flask import g
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
-from mecc import reports
-from mecc.auth import require_scope
-from mecc.domain import OUTCOMES
-from mecc.runtime import current
-from mecc.schemas.fields import Schema, one_of
+from mecc.clinical.domain import OUTCOMES
+from mecc.platform.auth import require_scope
+from mecc.platform.fields import Schema, one_of
+from mecc.platform.runtime import current
+from mecc.reports import outcomes as reports
 
 blp = Blueprint("reports", __name__, url_prefix="/api/v1/reports",
                 description="Outcome reports: conversations, referrals and declines.")

@@ -8,11 +8,12 @@ from flask import g
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
-from mecc import rule_admin, rule_store
-from mecc.auth import require_scope
-from mecc.errors import ValidationFailed
-from mecc.runtime import current
-from mecc.schemas.fields import Schema, one_of
+from mecc.admin import dry_run as rule_admin
+from mecc.admin import rule_store
+from mecc.platform.auth import require_scope
+from mecc.platform.errors import ValidationFailed
+from mecc.platform.fields import Schema, one_of
+from mecc.platform.runtime import current
 from mecc.views import json_body
 
 blp = Blueprint("rules", __name__, url_prefix="/api/v1",

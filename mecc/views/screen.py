@@ -8,10 +8,10 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, g, make_response, render_template, request
 
-from mecc import stream
-from mecc.auth import open_route
-from mecc.errors import Unauthorized
-from mecc.runtime import current
+from mecc.delivery import stream
+from mecc.platform.auth import open_route
+from mecc.platform.errors import Unauthorized
+from mecc.platform.runtime import current
 
 F = TypeVar("F", bound=Callable[..., Any])
 OUTCOME_LABELS = {

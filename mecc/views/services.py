@@ -8,13 +8,13 @@ from flask import g
 from flask_smorest import Blueprint
 from sqlalchemy import delete, select
 
-from mecc import service_store
-from mecc.audit import record
-from mecc.auth import require_scope
-from mecc.directory import ServiceDirectoryError, parse_service, service_to_dict
-from mecc.errors import Conflict, NotFound, ValidationFailed
-from mecc.models import Service as ServiceRow
-from mecc.runtime import current
+from mecc.admin import services as service_store
+from mecc.admin.audit import record
+from mecc.clinical.directory import ServiceDirectoryError, parse_service, service_to_dict
+from mecc.platform.auth import require_scope
+from mecc.platform.errors import Conflict, NotFound, ValidationFailed
+from mecc.platform.runtime import current
+from mecc.store.models import Service as ServiceRow
 from mecc.views import json_body
 
 blp = Blueprint("services", __name__, url_prefix="/api/v1/services",

@@ -10,12 +10,12 @@ from flask import Response, g, request
 from flask_smorest import Api, Blueprint
 from marshmallow import fields, validate
 
-from mecc import stream
-from mecc.auth import SECURITY, authenticate_request, bearer_token, require_scope
-from mecc.errors import Forbidden, NotFound, ValidationFailed
-from mecc.runtime import current
-from mecc.schemas.fields import IDENT, Schema, StrictString
-from mecc.schemas.responses import PromptSchema
+from mecc.delivery import stream
+from mecc.platform.auth import SECURITY, authenticate_request, bearer_token, require_scope
+from mecc.platform.errors import Forbidden, NotFound, ValidationFailed
+from mecc.platform.fields import IDENT, Schema, StrictString
+from mecc.platform.runtime import current
+from mecc.views.responses import PromptSchema
 
 F = TypeVar("F", bound=Callable[..., Any])
 TOKEN_HEADER = "X-Stream-Token"  # noqa: S105 - a header name

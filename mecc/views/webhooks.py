@@ -8,14 +8,14 @@ from flask import g
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
-from mecc import webhook_admin
-from mecc.auth import require_scope
-from mecc.errors import PROBLEM_JSON, ProblemSchema
-from mecc.runtime import current
-from mecc.schemas.fields import Schema, one_of
-from mecc.schemas.responses import IsoDateTime
+from mecc.delivery import webhook_admin
+from mecc.delivery.webhooks import STATUSES
+from mecc.platform.auth import require_scope
+from mecc.platform.errors import PROBLEM_JSON, ProblemSchema
+from mecc.platform.fields import Schema, one_of
+from mecc.platform.runtime import current
 from mecc.views import PROBLEM_RESPONSES
-from mecc.webhooks import STATUSES
+from mecc.views.responses import IsoDateTime
 
 blp = Blueprint("webhook_deliveries", __name__, url_prefix="/api/v1/webhook-deliveries",
                 description="Signed webhook deliveries of prompts to callback URLs (Standard "

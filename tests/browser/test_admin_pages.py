@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from mecc import backtest
-from mecc.models import Backtest
+from mecc.admin import backtest
+from mecc.store.models import Backtest
 
 # (tests/browser/conftest.py shadows the top-level conftest module: nothing is imported from it;
 # its fixtures — app, client, seeded, make_key, evaluate_pending, and `browser` from the

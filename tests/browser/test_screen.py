@@ -14,10 +14,10 @@ import requests
 from conftest import make_event
 from stream_stack import STREAM_REDIS_URL
 
-from mecc import push
-from mecc.db import Database, utcnow
-from mecc.events import prompt_dict
-from mecc.models import Event, Prompt, PushMessage, new_id
+from mecc.delivery import push
+from mecc.intake.read import prompt_dict
+from mecc.platform.db import Database, utcnow
+from mecc.store.models import Event, Prompt, PushMessage, new_id
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]

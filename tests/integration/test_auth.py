@@ -12,8 +12,9 @@ import pytest
 from conftest import PROBLEM_JSON, assert_problem, auth_header, make_event
 from sqlalchemy import select
 
-from mecc import auth, keys
-from mecc.models import ApiKey, Event
+from mecc.admin import keys
+from mecc.platform import auth
+from mecc.store.models import ApiKey, Event
 
 EVENTS = "/api/v1/events"
 # The only routes anyone may call without a key (QUALITY.md, Security).

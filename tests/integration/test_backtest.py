@@ -10,7 +10,7 @@ import pytest
 from conftest import auth_header, make_event, post_event
 from workers import flush_redis, running_worker, wait_for
 
-from mecc import backtest
+from mecc.admin import backtest
 
 RULE = "smoking-very-brief-advice"
 WRITER = ("events:write", "prompts:read", "prompts:write")

@@ -9,7 +9,7 @@ import pytest
 from conftest import assert_problem, auth_header, make_event
 from sqlalchemy import select
 
-from mecc.models import Event
+from mecc.store.models import Event
 
 URL = "/api/v1/events/batch"
 

@@ -21,8 +21,8 @@ from conftest import auth_header
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 
-from mecc import cds, fhir
-from mecc.models import Event, Prompt, PromptOutcome, UsedJti
+from mecc.interop import cds, fhir
+from mecc.store.models import Event, Prompt, PromptOutcome, UsedJti
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(os.environ.get("MECC_SHARED_FIXTURES", ROOT.parent / "shared" / "fixtures"))
@@ -183,7 +183,7 @@ def test_no_worker_evaluates_it_again(seeded: Any, client: Any, ehr: Client,
     cards = cards_of(client.post(VIEW, json=patient_view(), headers=ehr.headers(VIEW)))
     assert evaluate_pending() == 0  # nothing left queued: the request's claim evaluated it
     with seeded.extensions["mecc"].db.session() as session:
-        from mecc import pipeline
+        from mecc.evaluation import pipeline
 
         (event,) = session.scalars(select(Event))
         _, rows = pipeline.claim(session, [event.id])

@@ -13,9 +13,9 @@ from click.testing import CliRunner, Result
 from conftest import auth_header, make_event
 from sqlalchemy import create_engine, inspect, select, text
 
-from mecc import auth
 from mecc.cli import main
-from mecc.models import ApiKey
+from mecc.platform import auth
+from mecc.store.models import ApiKey
 
 KEY = re.compile(r"^mecc_[A-Za-z0-9]{12}_[A-Za-z0-9_-]{20,64}$")
 
@@ -193,7 +193,7 @@ def test_db_upgrade_is_idempotent(database_url: str, mecc: Any) -> None:
 
 def test_db_upgrade_creates_a_fresh_database(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    url = f"sqlite:///{tmp_path / 'fresh' / 'mecc.db'}"
+    url = f"sqlite:///{tmp_path / 'fresh' / 'mecc.platform.db'}"
     monkeypatch.setenv("MECC_DATABASE_URL", url)
     runner = CliRunner()
     first = runner.invoke(main, ["db", "upgrade"], catch_exceptions=False)

@@ -15,8 +15,8 @@ import pytest
 from conftest import auth_header
 from sqlalchemy import select
 
-from mecc import fhir
-from mecc.models import Event
+from mecc.interop import fhir
+from mecc.store.models import Event
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(os.environ.get("MECC_SHARED_FIXTURES", ROOT.parent / "shared" / "fixtures"))

@@ -25,12 +25,13 @@ import structlog
 from conftest import TEST_REDIS_URL, assert_problem, auth_header, make_event
 from sqlalchemy import select
 
-from mecc import auth, keys
+from mecc.admin import keys
 from mecc.api import create_app
-from mecc.catalogue import load_catalogue
-from mecc.db import Base
-from mecc.models import Event
-from mecc.pseudonym import person_key
+from mecc.clinical.catalogue import load_catalogue
+from mecc.intake.pseudonym import person_key
+from mecc.platform import auth
+from mecc.platform.db import Base
+from mecc.store.models import Event
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = load_catalogue(ROOT / "config")
@@ -93,8 +94,8 @@ class Refusals:
 @pytest.fixture(scope="module")
 def shared_app(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     tmp = tmp_path_factory.mktemp("refusals")
-    shutil.copyfile(sqlite_template, tmp / "mecc.db")
-    application = _app_for(f"sqlite:///{tmp / 'mecc.db'}", tmp)
+    shutil.copyfile(sqlite_template, tmp / "mecc.platform.db")
+    application = _app_for(f"sqlite:///{tmp / 'mecc.platform.db'}", tmp)
     application.config["TESTING"] = True
     yield application
     auth.clear_cache()
@@ -640,7 +641,7 @@ def test_concurrent_conflicting_posts_store_one_body(app: Any, key: str) -> None
 
 # ------------------------------------------------------------------------------ outages
 DEAD_DATABASES = ["postgresql+psycopg://postgres@127.0.0.1:1/mecc",
-                  "sqlite:////nonexistent-directory/for/mecc.db"]
+                  "sqlite:////nonexistent-directory/for/mecc.platform.db"]
 
 
 def _app_for(database_url: str, tmp_path: Path, redis_url: str = TEST_REDIS_URL) -> Any:
@@ -729,7 +730,7 @@ def test_broker_down_still_accepts_and_stores_queued(database_url: str, make_app
 
 def test_broker_that_never_answers_does_not_hang_intake(sqlite_template: Path, tmp_path: Path,
                                                         make_app: Any) -> None:
-    path = tmp_path / "mecc.db"
+    path = tmp_path / "mecc.platform.db"
     shutil.copyfile(sqlite_template, path)
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))

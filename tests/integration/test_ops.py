@@ -12,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from mecc.api import create_app
-from mecc.catalogue import load_catalogue
-from mecc.models import Event
+from mecc.clinical.catalogue import load_catalogue
+from mecc.store.models import Event
 
 ROOT = Path(__file__).resolve().parents[2]
 DEAD_BROKER = "redis://127.0.0.1:1/0"

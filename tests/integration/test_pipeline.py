@@ -157,8 +157,8 @@ def test_an_event_accepted_while_the_broker_is_down_is_relayed_when_it_returns(
     conditional update, on PostgreSQL with SKIP LOCKED: both are exercised here."""
     import socket
 
-    from mecc import auth
     from mecc.api import create_app
+    from mecc.platform import auth
 
     with socket.socket() as sock:  # a port nothing listens on: the broker is down
         sock.bind(("127.0.0.1", 0))
@@ -189,8 +189,10 @@ def test_a_soft_time_limit_abandons_the_batch_instead_of_failing_an_event(
     from celery.exceptions import SoftTimeLimitExceeded
     from sqlalchemy import select
 
-    from mecc import pipeline, rule_store, service_store
-    from mecc.models import Event, Prompt
+    from mecc.admin import rule_store
+    from mecc.admin import services as service_store
+    from mecc.evaluation import pipeline
+    from mecc.store.models import Event, Prompt
 
     key = make_key()
     now = datetime.now(UTC) - timedelta(minutes=1)

@@ -183,8 +183,8 @@ def test_a_forged_cursor_without_a_zone_is_refused(client: Any, make_key: Any) -
 
 def test_a_released_claim_is_not_counted_as_an_attempt(app: Any, client: Any,
                                                        make_key: Any) -> None:
-    from mecc import pipeline
-    from mecc.models import Event
+    from mecc.evaluation import pipeline
+    from mecc.store.models import Event
 
     event_id = _post(client, make_key(), **_smoker())
     db = app.extensions["mecc"].db

@@ -10,8 +10,8 @@ import pytest
 from conftest import auth_header, make_event, post_event
 from sqlalchemy import text
 
-from mecc import reports
-from mecc.domain import OUTCOMES
+from mecc.clinical.domain import OUTCOMES
+from mecc.reports import outcomes as reports
 
 WRITER = ("events:write", "prompts:read", "prompts:write")
 REPORTS = "/api/v1/reports/outcomes"

@@ -33,10 +33,10 @@ from stream_stack import (
     start_worker,
 )
 
-from mecc import push, stream
-from mecc.db import Database, utcnow
-from mecc.events import prompt_dict
-from mecc.models import Event, Prompt, PushMessage, new_id
+from mecc.delivery import push, stream
+from mecc.intake.read import prompt_dict
+from mecc.platform.db import Database, utcnow
+from mecc.store.models import Event, Prompt, PushMessage, new_id
 
 pytestmark = pytest.mark.slow
 REQUIRE_SERVICES = os.environ.get("MECC_REQUIRE_SERVICES") == "1"

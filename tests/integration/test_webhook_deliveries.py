@@ -29,12 +29,14 @@ from sqlalchemy import select
 from standardwebhooks import Webhook
 from workers import flush_redis, running_worker, wait_for, worker_env
 
-from mecc import keys, pipeline, webhooks
-from mecc.db import utcnow
-from mecc.models import ApiKey, Prompt, WebhookDelivery, WebhookEndpoint
-from mecc.rule_store import LiveRuleCache
-from mecc.service_store import ServiceCache
-from mecc.webhook_client import Timeouts
+from mecc.admin import keys
+from mecc.admin.rule_store import LiveRuleCache
+from mecc.admin.services import ServiceCache
+from mecc.delivery import webhooks
+from mecc.delivery.webhook_client import Timeouts
+from mecc.evaluation import pipeline
+from mecc.platform.db import utcnow
+from mecc.store.models import ApiKey, Prompt, WebhookDelivery, WebhookEndpoint
 
 REDIS_URL = "redis://127.0.0.1:6379/9"  # this module's own Redis database
 LIST = "/api/v1/webhook-deliveries"
@@ -225,7 +227,7 @@ def test_queueing_twice_keeps_one_delivery(seeded: Any, client: Any, hook_key: H
     first = delivery_of(seeded, event_id)
     runtime = seeded.extensions["mecc"]
     with runtime.db.session() as session:
-        from mecc.models import Event
+        from mecc.store.models import Event
 
         event = session.get_one(Event, event_id)
         assert webhooks.queue_delivery(session, event, utcnow()) == first.id

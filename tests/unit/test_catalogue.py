@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mecc.catalogue import CODE_SYSTEMS, SNOMED, CatalogueError, load_catalogue
+from mecc.clinical.catalogue import CODE_SYSTEMS, SNOMED, CatalogueError, load_catalogue
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config"

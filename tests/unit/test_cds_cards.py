@@ -18,9 +18,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from mecc import cds
-from mecc.errors import NotFound, Unauthorized, ValidationFailed
-from mecc.models import Prompt
+from mecc.interop import cds
+from mecc.platform.errors import NotFound, Unauthorized, ValidationFailed
+from mecc.store.models import Prompt
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(os.environ.get("MECC_SHARED_FIXTURES", ROOT.parent / "shared" / "fixtures"))

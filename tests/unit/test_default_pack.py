@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from mecc.catalogue import SNOMED, load_catalogue
-from mecc.domain import ContactEvent, PastPrompt, PersonHistory, Preferences
-from mecc.evaluation import Decision, RuleSet, build_context, evaluate
-from mecc.rulepack import load_rule_pack, render_prompt
+from mecc.clinical.catalogue import SNOMED, load_catalogue
+from mecc.clinical.domain import ContactEvent, PastPrompt, PersonHistory, Preferences
+from mecc.clinical.rulepack import load_rule_pack, render_prompt
+from mecc.clinical.ruleset import Decision, RuleSet, build_context, evaluate
 from mecc.rules import compile_expression
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mecc.directory import (
+from mecc.clinical.directory import (
     SERVICE_TYPE_NAMES,
     SERVICE_TYPES,
     ServiceDirectoryError,
@@ -18,7 +18,7 @@ from mecc.directory import (
     resolve_services,
     service_to_dict,
 )
-from mecc.domain import Service
+from mecc.clinical.domain import Service
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "services" / "example-manchester.yaml"

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mecc.catalogue import SNOMED, GroupSpec, build_catalogue, load_catalogue
-from mecc.domain import (
+from mecc.clinical.catalogue import SNOMED, GroupSpec, build_catalogue, load_catalogue
+from mecc.clinical.domain import (
     ContactEvent,
     EvalContext,
     PastPrompt,
@@ -20,7 +20,7 @@ from mecc.domain import (
     Preferences,
     RuleDef,
 )
-from mecc.evaluation import RuleSet, age_on, build_context, evaluate
+from mecc.clinical.ruleset import RuleSet, age_on, build_context, evaluate
 from mecc.rules import compile_expression
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10"

@@ -10,9 +10,9 @@ import marshmallow as ma
 import pytest
 from conftest import make_event
 
-from mecc.catalogue import load_catalogue
-from mecc.errors import flatten_errors
-from mecc.schemas.events import build_event_schemas
+from mecc.clinical.catalogue import load_catalogue
+from mecc.intake.schemas import build_event_schemas
+from mecc.platform.errors import flatten_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = load_catalogue(ROOT / "config")

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from mecc import fhir
-from mecc.catalogue import load_catalogue
-from mecc.errors import ValidationFailed
+from mecc.clinical.catalogue import load_catalogue
+from mecc.interop import fhir
+from mecc.platform.errors import ValidationFailed
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(os.environ.get("MECC_SHARED_FIXTURES", ROOT.parent / "shared" / "fixtures"))
@@ -595,7 +595,7 @@ def test_any_mangled_bundle_maps_or_is_refused_with_422_never_crashes() -> None:
     """Every element of a full bundle replaced by wrong JSON types, a few at a time."""
     import random
 
-    from mecc.schemas.events import build_event_schemas
+    from mecc.intake.schemas import build_event_schemas
 
     schema = build_event_schemas(CATALOGUE)
     wrong: list[Any] = [None, 0, -5, 3.5, True, "", "x", "2024", [], {}, [1], [{}],

@@ -6,7 +6,12 @@ import re
 
 import pytest
 
-from mecc.pseudonym import body_fingerprint, is_valid_nhs_number, normalise_nhs_number, person_key
+from mecc.intake.pseudonym import (
+    body_fingerprint,
+    is_valid_nhs_number,
+    normalise_nhs_number,
+    person_key,
+)
 
 # Published test numbers and ones whose check digit is worked by hand below.
 VALID = ["9434765919", "4010232137", "9434765870", "9990000018"]

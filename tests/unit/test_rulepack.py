@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from mecc.catalogue import load_catalogue
-from mecc.directory import SERVICE_TYPES
-from mecc.domain import RuleDef, Source
-from mecc.rulepack import (
+from mecc.clinical.catalogue import load_catalogue
+from mecc.clinical.directory import SERVICE_TYPES
+from mecc.clinical.domain import RuleDef, Source
+from mecc.clinical.rulepack import (
     SUMMARY_MAX_CHARS,
     RulePackError,
     _widest_facts,

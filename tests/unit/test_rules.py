@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from mecc.catalogue import Catalogue, GroupSpec, build_catalogue, parse_facts
-from mecc.domain import EvalContext
+from mecc.clinical.catalogue import Catalogue, GroupSpec, build_catalogue, parse_facts
+from mecc.clinical.domain import EvalContext
 from mecc.rules import (
     MAX_DEPTH,
     MAX_LENGTH,

@@ -24,8 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mecc.catalogue import build_catalogue, parse_facts
-from mecc.domain import EvalContext
+from mecc.clinical.catalogue import build_catalogue, parse_facts
+from mecc.clinical.domain import EvalContext
 from mecc.rules import compile_expression
 
 cel = pytest.importorskip("cel", reason="common-expression-language is a test dependency")

@@ -18,8 +18,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mecc.catalogue import GroupSpec, build_catalogue, parse_facts
-from mecc.domain import EvalContext
+from mecc.clinical.catalogue import GroupSpec, build_catalogue, parse_facts
+from mecc.clinical.domain import EvalContext
 from mecc.rules import Diagnostic, check_expression, compile_expression
 
 ON = date(2025, 3, 1)

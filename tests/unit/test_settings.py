@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mecc.settings import Settings, SettingsError
+from mecc.platform.settings import Settings, SettingsError
 
 
 def env(tmp_path: Path, **values: str) -> dict[str, str]:
@@ -17,7 +17,7 @@ def env(tmp_path: Path, **values: str) -> dict[str, str]:
 
 def test_defaults(tmp_path: Path) -> None:
     settings = Settings.from_env(env(tmp_path))
-    assert settings.database_url == f"sqlite:///{tmp_path / 'var' / 'mecc.db'}"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'var' / 'mecc.platform.db'}"
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
     assert settings.effective_broker_url == settings.redis_url
     assert settings.port == 8000
@@ -28,7 +28,7 @@ def test_defaults(tmp_path: Path) -> None:
 
 
 def test_the_class_defaults_match_the_contract() -> None:
-    assert Settings.database_url == "sqlite:///var/mecc.db"
+    assert Settings.database_url == "sqlite:///var/mecc.platform.db"
     assert Settings.redis_url == "redis://127.0.0.1:6379/0"
     assert Settings.port == 8000
 

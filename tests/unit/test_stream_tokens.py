@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from mecc import stream
-from mecc.errors import NotFound, Unauthorized, ValidationFailed
-from mecc.keys import Principal
+from mecc.admin.keys import Principal
+from mecc.delivery import stream
+from mecc.platform.errors import NotFound, Unauthorized, ValidationFailed
 
 SECRET = "unit-test-secret"
 NOW = 1_800_000_000
@@ -156,7 +156,7 @@ def test_frames_are_encoded_once_in_sse_form() -> None:
 
 
 def test_every_outcome_has_a_button_label() -> None:
-    from mecc.domain import OUTCOMES
+    from mecc.clinical.domain import OUTCOMES
     from mecc.views.screen import OUTCOME_LABELS
 
     assert list(OUTCOME_LABELS) == list(OUTCOMES)

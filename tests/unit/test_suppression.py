@@ -7,8 +7,15 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from mecc.domain import ContactEvent, EvalContext, PastPrompt, PersonHistory, Preferences, RuleDef
-from mecc.suppression import (
+from mecc.clinical.domain import (
+    ContactEvent,
+    EvalContext,
+    PastPrompt,
+    PersonHistory,
+    Preferences,
+    RuleDef,
+)
+from mecc.clinical.suppression import (
     REASON_CODES,
     SuppressionResult,
     apply_suppression,

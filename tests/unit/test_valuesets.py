@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mecc.catalogue import ICD10_SYSTEMS, SNOMED, load_catalogue
+from mecc.clinical.catalogue import ICD10_SYSTEMS, SNOMED, load_catalogue
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = load_catalogue(ROOT / "config")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mecc import webhook_client as client
+from mecc.delivery import webhook_client as client
 
 
 # ------------------------------------------------------------------------------ addresses

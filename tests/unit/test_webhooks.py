@@ -17,12 +17,12 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from mecc import webhook_client as client
-from mecc import webhooks
+from mecc.delivery import webhook_client as client
+from mecc.delivery import webhooks
 
 
 def key_secret() -> str:
-    """A secret shaped like the ones mecc.keys.create_key makes (unpadded base64)."""
+    """A secret shaped like the ones mecc.admin.keys.create_key makes (unpadded base64)."""
     return "whsec_" + secrets.token_urlsafe(32).replace("-", "A").replace("_", "B")
 
 

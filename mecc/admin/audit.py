@@ -1,0 +1,16 @@
+"""The append-only audit log: who did what, when."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mecc.store.models import AuditEntry
+
+
+def record(session: Session, *, actor: str, entity: str, key: str, action: str,
+           detail: dict[str, Any] | None = None) -> None:
+    """Add an entry in the caller's transaction: it commits with the change it describes."""
+    session.add(AuditEntry(actor=actor, entity=entity, entity_key=key, action=action,
+                           detail=detail or {}))

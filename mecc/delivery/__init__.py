@@ -1,0 +1,1 @@
+"""Getting prompts to screens: live push (tokens, replay, hub) and signed webhooks."""

@@ -1,0 +1,1 @@
+"""Accepting contact events (single and batch): schemas, pseudonyms, storing with queue state."""

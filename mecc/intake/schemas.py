@@ -1,0 +1,244 @@
+"""The contact event: what integrators send, validated against the fact catalogue and value sets.
+
+The schemas are built from the loaded catalogue, so a fact added to config/facts.yaml is accepted
+and documented in the OpenAPI spec without a code change.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
+
+from mecc.clinical.catalogue import CODE_SYSTEMS, SNOMED, Catalogue, FactSpec
+from mecc.intake.pseudonym import is_valid_nhs_number, normalise_nhs_number
+from mecc.platform.fields import (
+    IDENT,
+    SLUG,
+    Schema,
+    StrictBoolean,
+    StrictFloat,
+    StrictInteger,
+    StrictString,
+    one_of,
+)
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+MAX_CONDITIONS = 100
+MAX_DECLINED_TOPICS = 30
+ODS = validate.Regexp(r"^[A-Za-z0-9]{3,10}$", error="Must be an ODS code (3-10 letters/digits).")
+POSTCODE_DISTRICT = validate.Regexp(
+    r"^[A-Za-z]{1,2}[0-9][A-Za-z0-9]?$", error="Must be a postcode district such as M14 or EC1A.")
+SNOMED_CODE = re.compile(r"^[1-9][0-9]{5,17}$")
+ICD10_CODE = re.compile(r"^[A-Za-z][0-9]{2}(\.?[0-9A-Za-z]{1,4})?$")
+
+
+def _choices(catalogue: Catalogue, fact: str) -> tuple[str, ...]:
+    values = catalogue.facts[fact].values
+    if not values:
+        raise ValueError(f"the catalogue fact {fact!r} must list its values")
+    return values
+
+
+def _fact_field(spec: FactSpec) -> fields.Field:
+    meta: dict[str, Any] = {"description": spec.description}
+    if spec.unit:
+        meta["description"] += f" Unit: {spec.unit}."
+    validators: list[Any] = []
+    if spec.min is not None or spec.max is not None:
+        validators.append(validate.Range(min=spec.min, max=spec.max,
+                                         error="Must be between {min} and {max}."))
+    if spec.type == "int":
+        return StrictInteger(validate=validators, allow_none=True, metadata=meta)
+    if spec.type == "double":
+        return StrictFloat(validate=validators, allow_none=True, allow_nan=False, metadata=meta)
+    if spec.type == "bool":
+        return StrictBoolean(allow_none=True, metadata=meta)
+    if spec.values:
+        validators.append(one_of(spec.values))
+    return StrictString(validate=validators + [validate.Length(max=100)], allow_none=True,
+                        metadata=meta)
+
+
+def _check_nhs_number(value: str) -> None:
+    if not is_valid_nhs_number(normalise_nhs_number(value)):
+        raise ValidationError("Not a valid NHS number (10 digits, modulus-11 check).")
+
+
+AWARE_DATETIME_ERRORS = {
+    "invalid": "Not a valid ISO 8601 date-time.",
+    "invalid_awareness": "Must include a zone offset, e.g. 2026-11-22T09:30:00+00:00.",
+}
+
+
+def build_event_schemas(catalogue: Catalogue) -> type[ma.Schema]:
+    """The ContactEvent schema class for this catalogue."""
+    sent = catalogue.sent_facts
+    derived = sorted(n for n, f in catalogue.facts.items() if not f.is_sent)
+    groups = sorted(catalogue.groups)
+
+    class FactsSchema(Schema):
+        """Facts known at this contact; leave a fact out when it is not known."""
+
+        class Meta:
+            # Unknown names are reported below with a did-you-mean, together with the
+            # errors of the known facts, so one round trip shows every problem.
+            unknown = ma.EXCLUDE
+
+        @validates_schema(pass_original=True, skip_on_field_errors=False)
+        def _known_facts_only(self, _data: Any, original: Any, **_: Any) -> None:
+            if not isinstance(original, dict):
+                return
+            errors: dict[str, list[str]] = {}
+            for name in original:
+                if name in sent:
+                    continue
+                if name in derived:
+                    errors[name] = [f"'{name}' is derived from the event; send it in person, "
+                                    "staff or the event itself, not in facts."]
+                    continue
+                close = difflib.get_close_matches(str(name), list(sent), n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                errors[str(name)] = [f"Unknown fact.{hint}"]
+            if errors:
+                raise ValidationError(errors)
+
+        @post_load
+        def _absent_is_absent(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+            # A null means "not known": it is dropped, never stored as null.
+            return {k: v for k, v in data.items() if v is not None}
+
+    FactsSchema = type("Facts", (FactsSchema,),
+                       {name: _fact_field(spec) for name, spec in sent.items()})
+
+    class StaffSchema(Schema):
+        id = StrictString(validate=[validate.Length(max=100), IDENT],
+                          metadata={"example": "st-991"})
+        role = StrictString(validate=one_of(_choices(catalogue, "staff_role")))
+        team = StrictString(validate=validate.Length(max=100), metadata={"example": "blue"})
+
+    class PersonSchema(Schema):
+        id = StrictString(required=True, validate=[validate.Length(max=100), IDENT],
+                          metadata={"description": "Pseudonymous id chosen by the integrator.",
+                                    "example": "p-7f3a1c"})
+        nhs_number = StrictString(
+            load_only=True, validate=_check_nhs_number,
+            metadata={"description": "10 digits passing the modulus-11 check; stored only as a "
+                      "keyed hash, never echoed.", "example": "9434765919"})
+        age = StrictInteger(validate=validate.Range(min=0, max=130,
+                                                    error="Must be between {min} and {max}."))
+        birth_date = fields.Date(metadata={"example": "1971-04-02"})
+        sex = StrictString(validate=one_of(_choices(catalogue, "sex")))
+        ethnicity_group = StrictString(validate=[validate.Length(max=40), SLUG],
+                                       metadata={"example": "south_asian"})
+        postcode_district = StrictString(validate=POSTCODE_DISTRICT, metadata={"example": "M14"})
+
+        @validates_schema
+        def _age_or_birth_date(self, data: dict[str, Any], **_: Any) -> None:
+            if "age" not in data and "birth_date" not in data:
+                message = "Give person.age or person.birth_date."
+                raise ValidationError({"age": [message], "birth_date": [message]})
+
+        @post_load
+        def _normalise(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+            if "nhs_number" in data:
+                data["nhs_number"] = normalise_nhs_number(data["nhs_number"])
+            if "postcode_district" in data:
+                data["postcode_district"] = data["postcode_district"].upper()
+            return data
+
+    class ConditionSchema(Schema):
+        system = StrictString(validate=one_of(CODE_SYSTEMS),
+                              metadata={"example": SNOMED})
+        code = StrictString(validate=validate.Length(max=20), metadata={"example": "44054006"})
+        display = fields.String(validate=validate.Length(max=500))
+        onset_date = fields.Date(metadata={"example": "2026-09-30"})
+        group = StrictString(validate=one_of(groups),
+                             metadata={"description": "A condition group, when the sender has "
+                                       "mapped its codes already."})
+
+        @validates_schema
+        def _coded_or_grouped(self, data: dict[str, Any], **_: Any) -> None:
+            if "group" in data:
+                if "code" in data or "system" in data:
+                    raise ValidationError("Give either group, or system and code, not both.",
+                                          "group")
+                return
+            missing = {k: ["Required unless group is given."]
+                       for k in ("system", "code") if k not in data}
+            if missing:
+                raise ValidationError(missing)
+            code = data["code"]
+            if data["system"] == SNOMED and not SNOMED_CODE.match(code):
+                raise ValidationError("Not a SNOMED CT concept id (6-18 digits).", "code")
+            if data["system"] != SNOMED and not ICD10_CODE.match(code):
+                raise ValidationError("Not an ICD-10 code (such as E11 or J44.9).", "code")
+
+    class PreferencesSchema(Schema):
+        opted_out = StrictBoolean(load_default=False)
+        declined_topics = fields.List(StrictString(validate=SLUG),
+                                      validate=validate.Length(max=MAX_DECLINED_TOPICS),
+                                      load_default=list)
+
+    class ContactEventSchema(Schema):
+        """One contact between a member of staff and a person."""
+
+        event_id = StrictString(required=True, validate=[validate.Length(max=200), IDENT],
+                                metadata={"example": "emis-2026-11-22-000123"})
+        source = StrictString(required=True, validate=[validate.Length(max=100), IDENT],
+                              metadata={"example": "emis-web"})
+        occurred_at = fields.AwareDateTime(
+            required=True, format="iso", error_messages=AWARE_DATETIME_ERRORS,
+            metadata={"description": "ISO 8601 with a zone offset.",
+                      "example": "2026-11-22T09:30:00+00:00"})
+        organisation = StrictString(required=True, validate=ODS, metadata={"example": "Y02345"})
+        setting = StrictString(required=True, validate=one_of(_choices(catalogue, "setting")))
+        contact_type = StrictString(validate=one_of(_choices(catalogue, "contact_type")))
+        staff = fields.Nested(StaffSchema)
+        person = fields.Nested(PersonSchema, required=True)
+        facts = fields.Nested(FactsSchema, load_default=dict)
+        conditions = fields.List(fields.Nested(ConditionSchema),
+                                 validate=validate.Length(max=MAX_CONDITIONS), load_default=list)
+        preferences = fields.Nested(PreferencesSchema, load_default=lambda: {
+            "opted_out": False, "declined_topics": []})
+        callback_url = fields.Url(schemes={"https", "http"}, require_tld=False,
+                                  validate=validate.Length(max=2048),
+                                  metadata={"example": "https://gp-system.example/mecc/webhook"})
+
+        @validates_schema
+        def _sensible_times(self, data: dict[str, Any], **_: Any) -> None:
+            occurred = data.get("occurred_at")
+            if occurred is None:
+                return
+            if occurred > datetime.now(UTC) + FUTURE_TOLERANCE:
+                raise ValidationError("Must not be more than 5 minutes in the future.",
+                                      "occurred_at")
+            try:
+                on = occurred.astimezone(UTC).date()
+            except OverflowError:  # e.g. 0001-01-01T00:00+01:00 has no UTC date
+                raise ValidationError("Out of range once converted to UTC.",
+                                      "occurred_at") from None
+            person = data.get("person") or {}
+            born = person.get("birth_date")
+            if isinstance(born, date) and born > on:
+                raise ValidationError(
+                    {"person": {"birth_date": ["Must not be after occurred_at."]}})
+            errors: dict[str, Any] = {}
+            for index, item in enumerate(data.get("conditions") or []):
+                onset = item.get("onset_date")
+                if isinstance(onset, date) and onset > on:
+                    errors[index] = {"onset_date": ["Must not be after occurred_at."]}
+            if errors:
+                raise ValidationError({"conditions": errors})
+
+        @post_load
+        def _normalise(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+            data["organisation"] = data["organisation"].upper()
+            data["occurred_at"] = data["occurred_at"].astimezone(UTC)
+            return data
+
+    return ContactEventSchema

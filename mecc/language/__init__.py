@@ -1,0 +1,3 @@
+"""The rule language: a documented CEL subset — syntax, typed nodes, checking and the compiled
+closures. Pure.
+"""

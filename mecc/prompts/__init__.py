@@ -1,0 +1,1 @@
+"""Prompts for staff screens: listing and recording outcomes."""

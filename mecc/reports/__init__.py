@@ -1,0 +1,1 @@
+"""What prompts achieved: outcome reports."""

@@ -1,1 +1,0 @@
-"""marshmallow schemas: they validate requests AND write the OpenAPI spec."""

@@ -1,0 +1,114 @@
+"""Response shapes (documented in OpenAPI; the views build plain dicts in these shapes)."""
+
+from __future__ import annotations
+
+from marshmallow import fields
+
+from mecc.platform.errors import ProblemSchema
+from mecc.platform.fields import Schema
+
+
+def IsoDateTime(**kwargs: object) -> fields.String:  # noqa: N802 - reads like a field class
+    """A date-time the service layer has already rendered as ISO 8601 UTC."""
+    return fields.String(metadata={"format": "date-time"}, **kwargs)  # type: ignore[arg-type]
+
+
+class LinksSchema(Schema):
+    self = fields.String(metadata={"example": "/api/v1/events/3f0c..."})
+    prompts = fields.String(metadata={"example": "/api/v1/prompts?event=3f0c..."})
+
+
+class EventAcceptedSchema(Schema):
+    id = fields.UUID()
+    event_id = fields.String()
+    source = fields.String()
+    status = fields.String(metadata={"enum": ["queued", "processing", "evaluated", "failed"]})
+    links = fields.Nested(LinksSchema)
+
+
+class BatchRequestSchema(Schema):
+    events = fields.List(fields.Dict(), required=True,
+                         metadata={"description": "Up to 500 contact events (each in the "
+                                   "ContactEvent shape), answered one by one."})
+
+
+class BatchResultSchema(Schema):
+    index = fields.Integer()
+    status = fields.String(metadata={"enum": ["accepted", "duplicate", "rejected"]})
+    id = fields.UUID(allow_none=True)
+    problem = fields.Nested(ProblemSchema)
+
+
+class BatchResponseSchema(Schema):
+    results = fields.List(fields.Nested(BatchResultSchema))
+
+
+class RuleRefSchema(Schema):
+    key = fields.String()
+    version = fields.Integer()
+
+
+class SuggestionSchema(Schema):
+    label = fields.String()
+    service_id = fields.String(allow_none=True)
+    service_type = fields.String()
+    name = fields.String()
+    contact = fields.Dict()
+    referral_url = fields.String(allow_none=True)
+    self_referral = fields.Boolean()
+
+
+class SourceLinkSchema(Schema):
+    label = fields.String()
+    url = fields.String(allow_none=True)
+
+
+class PromptSchema(Schema):
+    id = fields.UUID()
+    event = fields.UUID()
+    person_id = fields.String()
+    organisation = fields.String()
+    team = fields.String(allow_none=True)
+    staff_id = fields.String(allow_none=True)
+    rule = fields.Nested(RuleRefSchema)
+    topic = fields.String()
+    kind = fields.String(metadata={"enum": ["lifestyle_conversation",
+                                            "self_management_referral", "social_prescribing"]})
+    priority = fields.Integer()
+    indicator = fields.String(metadata={"enum": ["info", "warning", "critical"]})
+    summary = fields.String()
+    detail = fields.String(metadata={"description": "Markdown."})
+    suggestions = fields.List(fields.Nested(SuggestionSchema))
+    sources = fields.List(fields.Nested(SourceLinkSchema))
+    status = fields.String(metadata={"enum": ["new", "deferred", "conversation_had", "referred",
+                                              "declined", "not_now", "not_appropriate"]})
+    created_at = IsoDateTime()
+    updated_at = IsoDateTime()
+
+
+class SuppressedSchema(Schema):
+    rule = fields.Nested(RuleRefSchema)
+    reason = fields.String()
+    code = fields.String()
+
+
+class EventDetailSchema(Schema):
+    id = fields.UUID()
+    event_id = fields.String()
+    source = fields.String()
+    occurred_at = IsoDateTime()
+    received_at = IsoDateTime()
+    organisation = fields.String()
+    setting = fields.String()
+    contact_type = fields.String(allow_none=True)
+    staff = fields.Dict()
+    person = fields.Dict(metadata={"description": "The person as sent, without the NHS number."})
+    facts = fields.Dict()
+    conditions = fields.List(fields.Dict())
+    preferences = fields.Dict()
+    status = fields.String(metadata={"enum": ["queued", "processing", "evaluated", "failed"]})
+    status_reason = fields.String(allow_none=True)
+    evaluated_at = IsoDateTime(allow_none=True)
+    prompts = fields.List(fields.Nested(PromptSchema))
+    suppressed = fields.List(fields.Nested(SuppressedSchema))
+    links = fields.Nested(LinksSchema)
