@@ -1,8 +1,8 @@
 """The bare endpoint for bench/ingest.py: the ceiling of the web layer.
 
-A minimal Flask app served by the same gunicorn configuration as the API (mecc.platform.gunicorn_conf,
-same worker count). It reads the request body and answers 202 with a small JSON object, and does
-nothing else: no validation, no database, no broker, no logging.
+A minimal Flask app served by the same gunicorn configuration as the API
+(mecc.platform.gunicorn_conf, same worker count). It reads the request body and answers 202 with
+a small JSON object, and does nothing else: no validation, no database, no broker, no logging.
 
     gunicorn --config python:mecc.platform.gunicorn_conf --workers 2 'bench.bare_app:create_app()'
 """

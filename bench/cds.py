@@ -1,13 +1,13 @@
 """CDS Hooks: synchronous card response latency, p50 / p99, through the real stack.
 
-gunicorn (mecc.platform.gunicorn_conf) on a PostgreSQL database of its own, the default rule pack,
-a CDS client registered with `mecc cds-clients add` (an ES384 key made here), and one fresh
+gunicorn (mecc.platform.gunicorn_conf) on a PostgreSQL database of its own, the default rule
+pack, a CDS client registered with `mecc cds-clients add` (an ES384 key made here), and one fresh
 signed JWT per call, as an EHR sends them. Each call stores the event, evaluates it in the
 request with the live rules and suppression, and answers cards. The baseline, measured in the
 same run with the same client: GET /cds-services (discovery) on the same server, i.e. the
 cost of the web stack alone.
 
-    .venv/bin/python bench/cds.py [--calls 400] [--concurrency 4] [--output bench/out/cds.md]
+    .venv/bin/python -m bench.cds [--calls 400] [--concurrency 4] [--output bench/out/cds.md]
 """
 
 from __future__ import annotations
@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-import psycopg
 from cryptography.hazmat.primitives.asymmetric import ec
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
+from tests.support import ROOT
+from tests.support.processes import MECC, free_port, start_api
+from tests.support.stack import BENCH_REDIS_URL, new_database, seed, service_env
 
-ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "cds-hooks"
 ISS = "https://ehr.bench.example/"
 SNOMED, LOINC = "http://snomed.info/sct", "http://loinc.org"
@@ -129,24 +128,21 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="mecc-bench-cds-"))
-    name = f"mecc_bench_cds_{uuid.uuid4().hex[:6]}"
-    admin = psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    port = harness.free_port()
-    env = harness.service_env(f"postgresql://postgres@127.0.0.1/{name}",
-                              "redis://127.0.0.1:6379/14", work, port=port,
-                              MECC_RATE_LIMIT="off")
+    database = new_database("postgresql", work, prefix="mecc_bench_cds", migrate=False)
+    port = free_port()
+    env = service_env(database.url, BENCH_REDIS_URL, work, MECC_PORT=str(port),
+                      MECC_RATE_LIMIT="off")
     api = None
     try:
-        harness.seed(env)
+        seed(env)
         ehr = Ehr(port)
         jwks_file = work / "jwks.json"
         jwks_file.write_text(json.dumps(ehr.jwks))
-        subprocess.run([harness.MECC, "cds-clients", "add", "--iss", ISS, "--jwks",
+        subprocess.run([MECC, "cds-clients", "add", "--iss", ISS, "--jwks",
                         str(jwks_file), "--organisation", "Y02345"], env=env, check=True,
                        capture_output=True, timeout=60)
         (work / "logs").mkdir(exist_ok=True)
-        api = harness.start_api(env, port, work / "logs")
+        api = start_api(env, work / "logs", port=port, workers=2)
 
         def discovery(_: int) -> tuple[str, str, None, dict[str, str]]:
             return "GET", "/cds-services", None, {}
@@ -161,8 +157,7 @@ def main() -> int:
     finally:
         if api is not None:
             api.stop()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        database.drop()
 
     rows = [("discovery (baseline)", base), ("patient-view → cards", cards)]
     lines = [f"CDS Hooks, {args.calls} calls, concurrency {args.concurrency}",

@@ -1,4 +1,5 @@
-"""Shared bits of the benchmarks: the machine, a fresh database, processes, event bodies, results.
+"""What the benchmarks share besides the process harness (tests.support): the machine, the
+results file, a fresh benchmark database and environment, and realistic event bodies.
 
 Everything talks to 127.0.0.1 only. The benchmarks use their own PostgreSQL database
 (`mecc_bench` by default, dropped and re-created at the start of a run: never anyone else's)
@@ -7,32 +8,23 @@ and Redis database 14 (FLUSHDB on that database only).
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import random
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
-MECC = str(Path(PYTHON).with_name("mecc"))
+from tests.support import ROOT
+from tests.support.stack import BENCH_REDIS_URL, flush_redis, new_database, service_env
+
 RESULTS = ROOT / "bench" / "RESULTS.md"
-BENCH_REDIS_URL = "redis://127.0.0.1:6379/14"
-PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 PG_BENCH_DB = "mecc_bench"
 
 
@@ -73,7 +65,7 @@ run of its script; figures are from one run on the machine named in the section.
 numbers drift between runs, so each figure is compared with a baseline measured in the same run.
 
 """
-SECTIONS = ("rules", "ingest", "pipeline")
+SECTIONS = ("push", "rules", "ingest", "pipeline", "reports")
 
 
 def write_section(name: str, markdown: str) -> None:
@@ -94,13 +86,15 @@ def write_section(name: str, markdown: str) -> None:
         at = min(later) if later else (fault if fault >= 0 else len(text))
         text = text[:at] + block + "\n\n" + text[at:]
     if "## Fault injection" not in text:
-        text = text.rstrip() + "\n\n## Fault injection\n\n(Filled in from `bench/faults.py`.)\n"
+        text = (text.rstrip() + "\n\n## Fault injection\n\n"
+                "(Filled in from `python -m bench.faults`.)\n")
     RESULTS.write_text(text)
 
 
 def command_line() -> str:
+    """How this benchmark was run, for its section of the results."""
     args = " ".join(sys.argv[1:])
-    return f".venv/bin/python bench/{Path(sys.argv[0]).name}" + (f" {args}" if args else "")
+    return f".venv/bin/python -m bench.{Path(sys.argv[0]).stem}" + (f" {args}" if args else "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,62 +102,21 @@ def command_line() -> str:
 
 
 def fresh_database(kind: str, var_dir: Path, name: str = PG_BENCH_DB) -> str:
-    """A new, empty benchmark database (PostgreSQL `name`, or SQLite under var_dir)."""
-    if kind == "sqlite":
-        return f"sqlite:///{var_dir / 'bench.db'}"
-    if not name.startswith("mecc_bench"):
-        raise ValueError("the benchmarks only ever drop databases named mecc_bench*")
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    """A new, empty benchmark database (PostgreSQL `name`, or SQLite under var_dir); `mecc
+    seed` migrates it."""
+    return new_database(kind, var_dir, name=name, migrate=False).url
 
 
 def bench_env(database_url: str, var_dir: Path, redis_url: str = BENCH_REDIS_URL,
               **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "MECC_DATABASE_URL": database_url,
-        "MECC_REDIS_URL": redis_url,
-        "MECC_VAR_DIR": str(var_dir),
-        "MECC_SECRET_KEY": "bench-secret-key",
-        "MECC_PSEUDONYM_KEY": "bench-pseudonym-key",
-        "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-        # The per-key limit (default 6,000 a minute) would answer 429 to a benchmark's single
-        # key; raised so it never trips, while its check (Redis round trips) still runs.
-        "MECC_RATE_LIMIT": "100000000 per minute",
-    })
-    prom = var_dir / "prometheus"
-    shutil.rmtree(prom, ignore_errors=True)
-    prom.mkdir(parents=True)
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
-    env.update(extra)
-    return env
-
-
-def seed(env: Mapping[str, str]) -> None:
-    """Migrate and load the default rule pack and services, as `make run` does."""
-    subprocess.run([MECC, "seed"], env=dict(env), check=True, capture_output=True, timeout=120)
-
-
-def create_key(env: Mapping[str, str]) -> str:
-    out = subprocess.run(
-        [MECC, "keys", "create", "--json", "--name", f"bench-{uuid.uuid4().hex[:6]}",
-         "--organisation", "*", "--scope", "events:write", "--scope", "prompts:read"],
-        env=dict(env), check=True, capture_output=True, text=True, timeout=60)
-    return str(json.loads(out.stdout)["key"])
+    # The per-key limit (default 6,000 a minute) would answer 429 to a benchmark's single
+    # key; raised so it never trips, while its check (Redis round trips) still runs.
+    return service_env(database_url, redis_url, var_dir,
+                       MECC_RATE_LIMIT="100000000 per minute", **extra)
 
 
 def flush_bench_redis(url: str = BENCH_REDIS_URL) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        client.flushdb()  # this benchmark database only
-    finally:
-        client.close()
+    flush_redis(url)  # this benchmark database only
 
 
 class Analyzer:
@@ -215,61 +168,7 @@ def temp_var_dir(prefix: str) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
-# Processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Proc:
-    """A child process in its own process group, logging to a file; stopped by its own pid."""
-
-    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path):
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(list(argv), env=dict(env), cwd=ROOT, stdout=self._log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, grace: float = 15.0) -> None:
-        if self.alive():
-            try:
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.popen.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.popen.wait(timeout=5)
-        self._log.close()
-
-    def __enter__(self) -> Proc:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-
-def gunicorn(name: str, app_spec: str, port: int, env: Mapping[str, str], log_dir: Path,
-             workers: int = 2) -> Proc:
-    """gunicorn with the API's own configuration (mecc.platform.gunicorn_conf), as `mecc run` starts it."""
-    return Proc(name, [PYTHON, "-m", "gunicorn", "--config", "python:mecc.platform.gunicorn_conf",
-                       "--workers", str(workers), "--bind", f"127.0.0.1:{port}", app_spec],
-                env, log_dir)
+# Processes (started with tests.support.processes)
 
 
 def gunicorn_description() -> str:
@@ -282,27 +181,6 @@ def gunicorn_description() -> str:
     if kind == "gevent":
         return f"gevent, {gunicorn_conf.worker_connections} connections"
     return kind
-
-
-def celery_worker(name: str, app_module: str, env: Mapping[str, str], log_dir: Path,
-                  concurrency: int = 2) -> Proc:
-    return Proc(name, [PYTHON, "-m", "celery", "-A", app_module, "worker", "--loglevel",
-                       "WARNING", "--concurrency", str(concurrency), "--without-gossip",
-                       "--without-mingle", "--hostname", f"{name}-{os.getpid()}@%h"],
-                env, log_dir)
-
-
-def wait_http(port: int, path: str, proc: Proc, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited; see {proc.log_path}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{proc.name} did not answer on port {port}; see {proc.log_path}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,7 +276,7 @@ class People:
 
 def event_body(rng: random.Random, people: People, event_id: str,
                occurred_at: datetime | None = None) -> dict[str, Any]:
-    """A valid contact event like tests/conftest.py's make_event, with varied content."""
+    """A valid contact event like tests.support.factories.make_event, with varied content."""
     when = occurred_at or datetime.now(UTC) - timedelta(minutes=1)
     return {
         "event_id": event_id,

@@ -1,8 +1,9 @@
 """The no-op baseline for bench/pipeline.py: the ceiling of the queue.
 
-A Celery app separate from mecc's, configured exactly like it (mecc.platform.celery_app.celery_config:
-acks_late, prefetch 1, JSON, the same broker options) and using the same broker, with one task
-that does nothing but count itself in Redis, so the benchmark can tell when all are done.
+A Celery app separate from mecc's, configured exactly like it
+(mecc.platform.celery_app.celery_config: acks_late, prefetch 1, JSON, the same broker options)
+and using the same broker, with one task that does nothing but count itself in Redis, so the
+benchmark can tell when all are done.
 
     celery -A bench.noop_tasks worker --concurrency 2
 """
@@ -16,6 +17,7 @@ import redis
 from celery import Celery
 
 from mecc.platform.celery_app import celery_config
+from mecc.platform.settings import Settings
 
 BROKER_URL = os.environ.get("MECC_BROKER_URL") or os.environ.get(
     "MECC_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -23,7 +25,7 @@ DONE_KEY = "bench:noop:done"
 TASK_NAME = "bench.noop"
 
 celery = Celery("bench_noop")
-celery.config_from_object(celery_config(BROKER_URL))
+celery.config_from_object(celery_config(Settings(redis_url=BROKER_URL)))
 _client: dict[int, redis.Redis] = {}
 
 

@@ -4,17 +4,16 @@ Baseline (the ceiling of the queue): a separate Celery app (bench/noop_tasks.py)
 mecc's, one no-op task per event through the same Redis broker, `--concurrency 2`; the time from
 the first send until every task has run (each INCRs a Redis counter).
 
-Real: the API under gunicorn (mecc.platform.gunicorn_conf) and a real worker, `celery -A mecc.worker
-worker --concurrency 2`, on a fresh PostgreSQL database seeded with the default rule pack and
-services. The client POSTs the same number of events to /api/v1/events/batch, 100 per batch
-(intake sends one evaluation task per 100 ids), and the clock stops when every event is
-`evaluated` in the database, its prompts and suppressed matches stored and new prompts
-published for push. Batching is what lets the real pipeline keep up with a no-op task per
-event: each task carries 100 events, so the per-task cost of the broker and the worker is
-shared.
+Real: the API under gunicorn (mecc.platform.gunicorn_conf) and a real worker, `celery -A
+mecc.worker worker --concurrency 2`, on a fresh PostgreSQL database seeded with the default rule
+pack and services. The client POSTs the same number of events to /api/v1/events/batch, 100 per
+batch (intake sends one evaluation task per 100 ids), and the clock stops when every event is
+`evaluated` in the database, its prompts and suppressed matches stored and new prompts published
+for push. Batching is what lets the real pipeline keep up with a no-op task per event: each task
+carries 100 events, so the per-task cost of the broker and the worker is shared.
 
-    .venv/bin/python bench/pipeline.py              # about 2 minutes
-    .venv/bin/python bench/pipeline.py --events 2000 --no-write   # smoke test
+    .venv/bin/python -m bench.pipeline              # about 2 minutes
+    .venv/bin/python -m bench.pipeline --events 2000 --no-write   # smoke test
 """
 
 from __future__ import annotations
@@ -31,27 +30,23 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from common import (
+from bench.common import (
     Analyzer,
     People,
     bench_env,
-    celery_worker,
     command_line,
-    create_key,
     event_body,
     flush_bench_redis,
-    free_port,
     fresh_database,
-    gunicorn,
     gunicorn_description,
     machine,
     machine_markdown,
     median,
-    seed,
     temp_var_dir,
-    wait_http,
     write_section,
 )
+from tests.support import stack
+from tests.support.processes import free_port, start_api, start_worker, wait_healthy
 
 BATCH = 100
 POLL_SECONDS = 0.1
@@ -66,8 +61,9 @@ def run_noop(env: dict[str, str], var: Path, events: int, timeout: float, *,
     """End to end: from the first send until all have run, the worker already up.
     Drain: all sent with no worker running, then a worker started; from the first task done
     until the last (the worker's own rate, without the sender)."""
-    import noop_tasks
     import redis
+
+    from bench import noop_tasks
 
     client = redis.Redis.from_url(env["MECC_REDIS_URL"])
     client.delete(noop_tasks.DONE_KEY)
@@ -86,19 +82,19 @@ def run_noop(env: dict[str, str], var: Path, events: int, timeout: float, *,
             began = time.perf_counter()
             send_all()
             send_seconds = time.perf_counter() - began
-            worker = celery_worker("noop-worker", "bench.noop_tasks", env, var)
-            _wait(lambda: done_count() >= 1, 60, worker, poll=0.01)
+            worker = start_noop_worker(env, var)
+            worker.wait_ready(lambda: done_count() >= 1, 60, 0.01)
             started = time.perf_counter()
         else:
-            worker = celery_worker("noop-worker", "bench.noop_tasks", env, var)
+            worker = start_noop_worker(env, var)
             # Warm-up: the worker is ready once one task has gone through.
             noop_tasks.send(app, "warm-up")
-            _wait(lambda: done_count() >= 1, 60, worker, poll=0.01)
+            worker.wait_ready(lambda: done_count() >= 1, 60, 0.01)
             client.delete(noop_tasks.DONE_KEY)
             started = time.perf_counter()
             send_all()
             send_seconds = time.perf_counter() - started
-        _wait(lambda: done_count() >= events, timeout, worker, poll=0.01)
+        worker.wait_ready(lambda: done_count() >= events, timeout, 0.01)
         done = time.perf_counter()
         count = done_count()
     finally:
@@ -110,14 +106,9 @@ def run_noop(env: dict[str, str], var: Path, events: int, timeout: float, *,
             "rate": counted / (done - started), "done": count}
 
 
-def _wait(condition: Any, timeout: float, proc: Any, poll: float = POLL_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:g} s; see {proc.log_path}")
-        if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited; see {proc.log_path}")
-        time.sleep(poll)
+def start_noop_worker(env: dict[str, str], var: Path) -> Any:
+    return start_worker(env, var, name="noop-worker", app="bench.noop_tasks", concurrency=2,
+                        loglevel="WARNING")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,7 +205,7 @@ def run_real(env: dict[str, str], var: Path, database_url: str, key: str, events
     warm_bodies = batch_bodies(warm_prefix, BATCH, seed=-seed)
     bodies = batch_bodies(prefix, events, seed=seed)
     port = free_port()
-    api = gunicorn("api", "mecc.api:create_app()", port, env, var)
+    api = start_api(env, var, port=port, workers=2, wait=False)
     worker = None
     counts = Counts(database_url)
 
@@ -222,28 +213,30 @@ def run_real(env: dict[str, str], var: Path, database_url: str, key: str, events
         by_status = counts.statuses(prefix)
         return by_status.get("evaluated", 0) + by_status.get("failed", 0)
 
-    def start_worker() -> Any:
-        return celery_worker("worker", "mecc.worker", env, var, concurrency=concurrency)
+    def start_mecc_worker() -> Any:
+        # WARNING: a log line per task would be part of what is timed.
+        return start_worker(env, var, concurrency=concurrency, loglevel="WARNING")
 
     try:
-        wait_http(port, "/healthz", api)
+        wait_healthy(api)
         if drain:
             began = time.perf_counter()
             accepted = post_all(port, key, bodies, clients)
             submit_seconds = time.perf_counter() - began
-            worker = start_worker()
-            _wait(lambda: evaluated() >= 1, 90, worker, poll=0.02)
+            worker = start_mecc_worker()
+            worker.wait_ready(lambda: evaluated() >= 1, 90, 0.02)
             started = time.perf_counter()
         else:
-            worker = start_worker()
+            worker = start_mecc_worker()
             # Warm-up: API, worker, rule and service caches; ready once 100 are evaluated.
             post_all(port, key, warm_bodies, 1)
-            _wait(lambda: counts.statuses(warm_prefix).get("evaluated", 0) >= BATCH, 90,
-                  worker)
+            worker.wait_ready(
+                lambda: counts.statuses(warm_prefix).get("evaluated", 0) >= BATCH, 90,
+                POLL_SECONDS)
             started = time.perf_counter()
             accepted = post_all(port, key, bodies, clients)
             submit_seconds = time.perf_counter() - started
-        _wait(lambda: evaluated() >= events, timeout, worker, poll=0.05)
+        worker.wait_ready(lambda: evaluated() >= events, timeout, 0.05)
         done = time.perf_counter()
         by_status = counts.statuses(prefix)
         stored = counts.stored(prefix)
@@ -281,8 +274,8 @@ def main() -> None:
     database_url = fresh_database("postgresql", var)
     env = bench_env(database_url, var)
     os.environ["MECC_REDIS_URL"] = env["MECC_REDIS_URL"]  # for noop_tasks in this process
-    seed(env)
-    key = create_key(env)
+    stack.seed(env)
+    key = stack.create_key(env, scopes=("events:write", "prompts:read")).key
     runs: dict[str, list[dict[str, Any]]] = {"noop": [], "real": [], "noop_drain": [],
                                              "real_drain": []}
 
@@ -351,10 +344,10 @@ def report(runs: dict[str, list[dict[str, Any]]], info: dict[str, str],
         "- No-op: `celery -A bench.noop_tasks worker --concurrency 2` (mecc's Celery settings:"
         " acks_late, prefetch 1), one task per event, sent from the benchmark process; each "
         "task INCRs a Redis counter and the clock stops when it reaches N.",
-        f"- Real: gunicorn API (`mecc.platform.gunicorn_conf`: {gunicorn_description()}, 2 workers) and "
-        f"`celery -A mecc.worker "
-        f"worker --concurrency {args.concurrency}`; {args.clients} client threads (http.client, "
-        f"keep-alive) POST /api/v1/events/batch with {BATCH} events each (intake sends one "
+        f"- Real: gunicorn API (`mecc.platform.gunicorn_conf`: {gunicorn_description()}, 2 "
+        f"workers) and `celery -A mecc.worker worker --concurrency {args.concurrency}`; "
+        f"{args.clients} client threads (http.client, keep-alive) POST /api/v1/events/batch "
+        f"with {BATCH} events each (intake sends one "
         "evaluation task per 100 ids); the clock stops when every event is `evaluated` in the "
         "database (prompts and suppressed matches stored, push messages written and "
         "published). API, worker, PostgreSQL, Redis and client share the 2 cores.",

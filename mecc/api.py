@@ -6,31 +6,25 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask
+from flask_limiter import Limiter
 from flask_smorest import Api
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-from werkzeug.exceptions import HTTPException
 
 from mecc import __version__
+from mecc.admin.rule_store import LiveRuleCache
+from mecc.admin.services import ServiceCache
 from mecc.clinical.catalogue import load_catalogue
+from mecc.delivery import push
+from mecc.delivery.hub import Hub
 from mecc.intake.schemas import build_event_schemas
 from mecc.platform.broker import Publisher
 from mecc.platform.celery_app import celery_init_app
 from mecc.platform.db import Database
-from mecc.platform.errors import (
-    MeccError,
-    ProblemSchema,
-    ServiceUnavailable,
-    from_http_exception,
-    from_mecc_error,
-    problem,
-    register_problem_responses,
-)
 from mecc.platform.observability import configure_logging, init_request_logging
 from mecc.platform.ratelimit import init_rate_limits
 from mecc.platform.runtime import Runtime
 from mecc.platform.settings import Settings
+from mecc.views.problems import ProblemApi, register_error_handlers
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +34,6 @@ API_DESCRIPTION = (
     "self-management / social-prescribing referral fits this person at this contact; the "
     "prompts reach the member of staff in the room."
 )
-
-
-class ProblemApi(Api):  # type: ignore[misc]
-    """flask-smorest's Api, answering every HTTP error as RFC 9457 problem+json."""
-
-    ERROR_SCHEMA = ProblemSchema
-    DEFAULT_ERROR_RESPONSE_NAME = "Problem"
-
-    def handle_http_exception(self, error: HTTPException) -> Response:
-        return from_http_exception(error)
-
-    def _register_responses(self) -> None:
-        # Every operation's default error response, documented as the problem+json we send.
-        register_problem_responses(self.spec, self.DEFAULT_ERROR_RESPONSE_NAME)
 
 
 def _flask_config(settings: Settings) -> dict[str, Any]:
@@ -75,39 +55,6 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(MeccError)
-    def _mecc_error(exc: MeccError) -> Response:
-        return from_mecc_error(exc)
-
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(PoolTimeout)
-    def _database_down(exc: Exception) -> Response:
-        log.warning("database unavailable", extra={"error": type(exc).__name__})
-        return from_mecc_error(ServiceUnavailable(
-            "The database is unavailable; nothing was stored. Retry shortly.", retry_after=5))
-
-    @app.errorhandler(DBAPIError)
-    def _database_error(exc: DBAPIError) -> Response:
-        if exc.connection_invalidated:
-            return _database_down(exc)
-        log.exception("database error")
-        return problem(500, "Internal Server Error", "An unexpected error occurred.",
-                       slug="internal-error")
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        if isinstance(exc, HTTPException):
-            return from_http_exception(exc)
-        if isinstance(exc, RecursionError) and request.is_json:
-            # webargs' JSON parsing meets `[[[[...` bodies too; they are the client's error.
-            return problem(400, "Bad Request", "The body is nested too deeply to read.",
-                           slug="bad-request")
-        log.exception("unhandled error")
-        return problem(500, "Internal Server Error", "An unexpected error occurred.",
-                       slug="internal-error")
-
-
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. `config` overrides Settings fields (tests) — nothing connects here."""
     settings = Settings.from_env()
@@ -117,21 +64,39 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     app = Flask("mecc")
     app.config.update(_flask_config(settings))
+    api = ProblemApi(app)
+    runtime = _build_runtime(app, api, settings)
+    app.extensions["mecc"] = runtime
+    _register_blueprints(app, api, runtime)
+    register_error_handlers(app)
+    init_request_logging(app)
+    limiter = init_rate_limits(app, settings)
+    _register_people(app, settings, limiter)
+    return app
+
+
+def _register_people(app: Flask, settings: Settings, limiter: Limiter) -> None:
+    """Signed-in sessions and CSRF for the pages, OpenID Connect, and the sign-in pages."""
+    from mecc.people.oidc import init_oidc
+    from mecc.people.sessions import init_sessions
+    from mecc.views import people
+
+    init_sessions(app)
+    init_oidc(app, settings)
+    people.register(app, limiter)
+
+
+def _build_runtime(app: Flask, api: Api, settings: Settings) -> Runtime:
+    """What the process holds once; nothing here connects (connections open on first use)."""
     catalogue = load_catalogue(settings.config_dir)
     event_schema = build_event_schemas(catalogue)
-    runtime = Runtime(settings=settings, db=Database(settings.database_url),
-                      catalogue=catalogue, event_schema=event_schema,
-                      publisher=None)  # type: ignore[arg-type]
-    app.extensions["mecc"] = runtime
-    runtime.publisher = Publisher(celery_init_app(app))
-
-    api = ProblemApi(app)
-    runtime.extras["api"] = api
-    _register_blueprints(app, api, runtime)
-    _register_error_handlers(app)
-    init_request_logging(app)
-    init_rate_limits(app, settings)
-    return app
+    return Runtime(
+        settings=settings, db=Database(settings.database_url), catalogue=catalogue,
+        event_schema=event_schema, event_loader=event_schema(),
+        publisher=Publisher(celery_init_app(app, settings)), api=api,
+        rule_cache=LiveRuleCache(catalogue), service_cache=ServiceCache(),
+        dry_run_rules=LiveRuleCache(catalogue), backtest_rules=LiveRuleCache(catalogue),
+        redis=push.connect(settings.redis_url), push_hub=Hub(settings.redis_url))
 
 
 def _register_blueprints(app: Flask, api: Api, runtime: Runtime) -> None:
@@ -142,6 +107,10 @@ def _register_blueprints(app: Flask, api: Api, runtime: Runtime) -> None:
     api.register_blueprint(rules.blp)
     api.register_blueprint(services.blp)
     api.register_blueprint(reports.blp)
+    from mecc.views import referral_page
+    from mecc.views import referrals as referral_views
+    api.register_blueprint(referral_views.blp)
+    app.register_blueprint(referral_page.blp)
     api.register_blueprint(backtest.blp)
     app.register_blueprint(admin_pages.blp)
     from mecc.views import webhooks as webhook_views

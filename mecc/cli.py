@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from mecc import cli_packs, cli_valuesets
+from mecc.people import cli as people_cli
 from mecc.platform.settings import Settings
 
 
@@ -38,6 +40,16 @@ def main() -> None:
     """MECC Prompts administration. Reads the same MECC_* settings as the server."""
 
 
+# Rule packs, services and `mecc seed` (content from files): mecc/cli_packs.py.
+main.add_command(cli_packs.rules)
+main.add_command(cli_packs.services)
+main.add_command(cli_packs.seed)
+# Value sets from the published code lists: mecc/cli_valuesets.py.
+main.add_command(cli_valuesets.valuesets)
+# The people who sign in to the pages: mecc/people/cli.py.
+main.add_command(people_cli.users)
+
+
 # ---------------------------------------------------------------- keys
 @main.group()
 def keys() -> None:
@@ -49,7 +61,7 @@ def keys() -> None:
 @click.option("--organisation", required=True, help="ODS code, or '*' for all organisations.")
 @click.option("--scope", "scopes", multiple=True, required=True,
               help="Repeat for each scope: events:write, prompts:read, prompts:write, "
-                   "rules:read, rules:write, reports:read, admin.")
+                   "rules:read, rules:write, rules:approve, reports:read, admin.")
 @click.option("--callback-host", "callback_hosts", multiple=True,
               help="HOST[:PORT] this key's webhooks may reach (repeatable).")
 @click.option("--default-callback-url", default=None, help="Webhook URL for events without one.")
@@ -147,98 +159,6 @@ def _path(raw: str) -> Path:
     return path
 
 
-# ---------------------------------------------------------------- rules
-@main.group()
-def rules() -> None:
-    """Rule packs: load, export, validate."""
-
-
-def _catalogue() -> Any:
-    from mecc.clinical.catalogue import load_catalogue
-
-    return load_catalogue(_settings().config_dir)
-
-
-def _read_pack(path: Path) -> list[Any]:
-    from mecc.clinical.rulepack import RulePackError, load_rule_pack
-
-    try:
-        return load_rule_pack(path, _catalogue())
-    except RulePackError as exc:
-        _fail(str(exc))
-        raise  # unreachable: _fail exits
-
-
-@rules.command("validate")
-@click.argument("path")
-def rules_validate(path: str) -> None:
-    """Check a rule-pack file (or directory) without loading it."""
-    pack = _read_pack(_path(path))
-    click.echo(f"{len(pack)} rules OK")
-
-
-@rules.command("load")
-@click.argument("path")
-@click.option("--actor", default="cli", help="Recorded in the audit log.")
-def rules_load(path: str, actor: str) -> None:
-    """Load a rule pack: new versions where changed; `status: active` rules are published."""
-    from mecc.admin import rule_store
-
-    pack = _read_pack(_path(path))
-    database = _database()
-    with database.session() as session:
-        summary = rule_store.load_rules(session, pack, actor=actor)
-        session.commit()
-    database.dispose()
-    click.echo(f"{len(summary.added)} new versions, {len(summary.unchanged)} unchanged, "
-               f"{len(summary.published)} published")
-
-
-@rules.command("export")
-@click.option("--status", type=click.Choice(["active", "draft", "retired"]), default=None)
-def rules_export(status: str | None) -> None:
-    """Print the rules (each rule's live version, else its latest) as a rule-pack YAML."""
-    from mecc.admin import rule_store
-    from mecc.clinical.rulepack import dump_rule_pack
-
-    catalogue = _catalogue()
-    database = _database()
-    with database.session() as session:
-        pack = []
-        for state, row in rule_store.list_rules(session, status=status):
-            rule = rule_store.version_to_rule(row, catalogue)
-            # The exported status is the rule's, so loading the export reproduces it.
-            pack.append(rule.__class__(**{**rule.__dict__, "status": state.status}))
-    database.dispose()
-    click.echo(dump_rule_pack(pack), nl=False)
-
-
-# ---------------------------------------------------------------- services
-@main.group()
-def services() -> None:
-    """The local services directory."""
-
-
-@services.command("load")
-@click.argument("path")
-def services_load(path: str) -> None:
-    """Load services from a YAML file or directory (insert or update by id)."""
-    from mecc.admin import services as service_store
-    from mecc.clinical.directory import ServiceDirectoryError, load_services
-
-    try:
-        found = load_services(_path(path))
-    except ServiceDirectoryError as exc:
-        _fail(str(exc))
-        return
-    database = _database()
-    with database.session() as session:
-        changed = service_store.upsert_services(session, found, actor="cli")
-        session.commit()
-    database.dispose()
-    click.echo(f"{len(found)} services, {changed} added or changed")
-
-
 # ---------------------------------------------------------------- CDS Hooks clients
 @main.group("cds-clients")
 def cds_clients() -> None:
@@ -308,19 +228,6 @@ def cds_clients_remove(iss: str) -> None:
 
 
 # ---------------------------------------------------------------- everything
-@main.command("seed")
-def seed() -> None:
-    """Migrate, then load the default rule pack and services from the config directory."""
-    from mecc.store.migrate import upgrade
-
-    settings = _settings()
-    upgrade(settings.database_url)
-    config = Path(settings.config_dir)
-    ctx = click.get_current_context()
-    ctx.invoke(rules_load, path=str(config / "rules"), actor="seed")
-    ctx.invoke(services_load, path=str(config / "services"))
-
-
 @main.command("run")
 @click.option("--workers", default=2, show_default=True, help="gunicorn worker processes.")
 @click.option("--concurrency", default=2, show_default=True, help="Celery worker processes.")

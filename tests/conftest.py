@@ -1,68 +1,67 @@
-"""Fixtures: the real app on a real database (SQLite and PostgreSQL), keys, event bodies.
+"""Fixtures: the real app on a real database (SQLite and PostgreSQL), keys, seeded rules.
 
-Integration tests run once per backend. Each backend is migrated once per session; each test
-starts from empty tables (a copied SQLite file, or truncated PostgreSQL tables).
+Integration tests run once per backend; each backend is migrated once per session. SQLite:
+every test gets a copy of the migrated file. PostgreSQL: every test runs in a transaction that
+is rolled back, unless it is marked `commits` (see `database_url` and `app`). Plain helpers
+(event bodies, row factories, processes) live in tests/support, not here.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+from tests.support.factories import add_key
+from tests.support.stack import TEST_REDIS_URL, flush_redis_or_skip, new_database, unavailable
+
 # Keep generated secrets and SQLite files out of the checkout's var/.
 _VAR = tempfile.mkdtemp(prefix="mecc-test-var-")
 os.environ.setdefault("MECC_VAR_DIR", _VAR)
 os.environ.setdefault("MECC_SECRET_KEY", "test-secret-key")
 os.environ.setdefault("MECC_PSEUDONYM_KEY", "test-pseudonym-key")
 
-PG_ADMIN_DSN = os.environ.get("MECC_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres "
-                              "dbname=postgres connect_timeout=3")
-TEST_REDIS_URL = os.environ.get("MECC_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-REQUIRE_SERVICES = os.environ.get("MECC_REQUIRE_SERVICES") == "1"
 BACKENDS = ("sqlite", "postgresql")
-PROBLEM_JSON = "application/problem+json"
 
 
-def _unavailable(what: str, exc: Exception) -> None:
-    message = f"{what} is not reachable ({type(exc).__name__}: {exc})"
-    if REQUIRE_SERVICES:
-        pytest.fail(message + "; MECC_REQUIRE_SERVICES=1 makes this a failure")
-    pytest.skip(message)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "commits: the test's rows are really committed on PostgreSQL, because "
+        "another process or connection must see them (a Celery worker or beat, the mecc CLI, "
+        "a second app or engine, threads with connections of their own)")
+
+
+# ------------------------------------------------------------------------------ databases
+# PostgreSQL isolation. By default a test's app runs inside one transaction on one connection,
+# rolled back when the test ends: the app's sessions join it through savepoints (a commit
+# releases a savepoint, a rollback returns to it), so nothing is committed and the next test
+# starts from empty tables without a TRUNCATE. That only works while every reader and writer is
+# that one connection. A test whose rows a real worker process (or beat, the CLI, a second
+# engine, another thread's connection) must see is marked `@pytest.mark.commits`: its app
+# commits for real, and the tables are TRUNCATEd before the next PostgreSQL test. The tables
+# are also checked after every test, so a test that commits without the mark (through an app
+# of its own) still leaves the next one clean.
+
+_pg_dirty = True  # unknown at the start of a session: truncate before the first test
 
 
 @pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
+def pg_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A fresh PostgreSQL database for this session, migrated once, dropped at the end."""
     import psycopg
 
-    from mecc.store.migrate import upgrade
-
-    name = f"mecc_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True)
+        database = new_database("postgresql", tmp_path_factory.mktemp("pg"), prefix="mecc_test")
     except psycopg.OperationalError as exc:
-        _unavailable("PostgreSQL", exc)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    params = dict(p.split("=", 1) for p in PG_ADMIN_DSN.split())
-    url = (f"postgresql+psycopg://{params.get('user', 'postgres')}@{params.get('host')}:"
-           f"{params.get('port', '5432')}/{name}")
-    upgrade(url)
-    yield url
-    from sqlalchemy import create_engine
-
-    create_engine(url).dispose()
-    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+        unavailable("PostgreSQL", exc)
+    yield database.url
+    database.drop()
 
 
 @pytest.fixture(scope="session")
@@ -74,42 +73,68 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _table_names() -> list[str]:
+    from mecc.platform.db import Base
+
+    return [f'"{t.name}"' for t in Base.metadata.sorted_tables]
+
+
 def _truncate_all(url: str) -> None:
     from sqlalchemy import create_engine, text
 
-    from mecc.platform.db import Base
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {', '.join(_table_names())} RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+
+
+def _any_rows(url: str) -> bool:
+    from sqlalchemy import create_engine, text
 
     engine = create_engine(url)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    engine.dispose()
+    # Table names from our own metadata, not input.
+    probe = " OR ".join(f"EXISTS (SELECT 1 FROM {name})"  # noqa: S608
+                        for name in _table_names())
+    try:
+        with engine.connect() as conn:
+            return bool(conn.execute(text(f"SELECT {probe}")).scalar())
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    global _pg_dirty
+
     if request.param == "sqlite":
         template = request.getfixturevalue("sqlite_template")
-        path = tmp_path / "mecc.platform.db"
+        path = tmp_path / "mecc.db"
         shutil.copyfile(template, path)
-        return f"sqlite:///{path}"
+        yield f"sqlite:///{path}"
+        return
     url = request.getfixturevalue("pg_database")
-    _truncate_all(url)
-    return url
+    if _pg_dirty:
+        _truncate_all(url)
+    _pg_dirty = True  # until the check below says otherwise (a failed teardown, say)
+    yield url
+    _pg_dirty = _any_rows(url)
+
+
+def _commits(request: pytest.FixtureRequest) -> bool:
+    # MECC_TEST_PG_COMMIT=1 runs every test the old way (real commits, TRUNCATE between), to
+    # tell a savepoint artefact from a real failure.
+    return (request.node.get_closest_marker("commits") is not None
+            or os.environ.get("MECC_TEST_PG_COMMIT") == "1")
+
+
+# ------------------------------------------------------------------------------ the app
 
 
 @pytest.fixture
 def redis_url() -> str:
-    import redis
-
-    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.flushdb()  # this test database only: never FLUSHALL, other things share Redis
-    except redis.RedisError as exc:
-        _unavailable("Redis", exc)
-    finally:
-        client.close()
-    return TEST_REDIS_URL
+    return flush_redis_or_skip(TEST_REDIS_URL)
 
 
 @pytest.fixture
@@ -120,15 +145,31 @@ def settings_overrides(database_url: str, tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def app(settings_overrides: dict[str, Any]) -> Iterator[Any]:
+def app(settings_overrides: dict[str, Any], request: pytest.FixtureRequest) -> Iterator[Any]:
+    from sqlalchemy.orm import sessionmaker
+
     from mecc.api import create_app
-    from mecc.platform import auth
+    from mecc.views import auth
 
     application = create_app(settings_overrides)
     application.config["TESTING"] = True
-    yield application
-    auth.clear_cache()
-    application.extensions["mecc"].db.dispose()
+    db = application.extensions["mecc"].db
+    outer = None
+    if not db.is_sqlite and not _commits(request):
+        connection = db.engine.connect()
+        outer = connection.begin()
+        db.sessionmaker = sessionmaker(bind=connection, expire_on_commit=False,
+                                       join_transaction_mode="create_savepoint")
+    try:
+        yield application
+    finally:
+        auth.clear_cache()
+        if outer is not None:
+            try:
+                outer.rollback()
+            finally:
+                outer.connection.close()
+        db.dispose()
 
 
 @pytest.fixture
@@ -142,77 +183,14 @@ KeyFactory = Callable[..., str]
 @pytest.fixture
 def make_key(app: Any) -> KeyFactory:
     """Create an API key in the app's database; returns the plaintext key."""
-    from mecc.admin import keys
 
     def factory(organisation: str = "Y02345", scopes: tuple[str, ...] = (
             "events:write", "prompts:read", "prompts:write"), *,
             callback_hosts: tuple[str, ...] = (), name: str = "test") -> str:
-        db = app.extensions["mecc"].db
-        with db.session() as session:
-            created = keys.create_key(session, name=name, organisation=organisation,
-                                      scopes=list(scopes), callback_hosts=list(callback_hosts))
-            session.commit()
-        return created.key
+        return add_key(app.extensions["mecc"].db, organisation=organisation, scopes=scopes,
+                       callback_hosts=callback_hosts, name=name).key
 
     return factory
-
-
-def auth_header(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def post_event(client: Any, key: str, body: dict[str, Any]) -> str:
-    """POST one event, which must be accepted; its id."""
-    response = client.post("/api/v1/events", json=body, headers=auth_header(key))
-    assert response.status_code == 202, response.json
-    return str(response.json["id"])
-
-
-def assert_problem(response: Any, status: int, *paths: str) -> dict[str, Any]:
-    """An RFC 9457 problem with this status, naming each of `paths` in `errors`."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM_JSON
-    body: dict[str, Any] = json.loads(response.get_data(as_text=True))
-    assert {"type", "title", "status", "detail"} <= body.keys(), body
-    assert body["status"] == status
-    assert isinstance(body["detail"], str) and body["detail"]
-    if status == 422:
-        assert isinstance(body.get("errors"), dict) and body["errors"], body
-        for path, messages in body["errors"].items():
-            assert isinstance(path, str) and messages and all(isinstance(m, str)
-                                                             for m in messages), body
-    for path in paths:
-        assert path in body.get("errors", {}), (path, body)
-    return body
-
-
-def make_event(**overrides: Any) -> dict[str, Any]:
-    """A valid contact event (the CONTRACT.md example, with a fresh id and a recent time)."""
-    body: dict[str, Any] = {
-        "event_id": f"ev-{uuid.uuid4().hex[:12]}",
-        "source": "emis-web",
-        "occurred_at": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
-        "organisation": "Y02345",
-        "setting": "general_practice",
-        "contact_type": "appointment",
-        "staff": {"id": "st-991", "role": "practice_nurse", "team": "blue"},
-        "person": {
-            "id": "p-7f3a1c",
-            "nhs_number": "9434765919",
-            "birth_date": "1971-04-02",
-            "sex": "female",
-            "ethnicity_group": "south_asian",
-            "postcode_district": "M14",
-        },
-        "facts": {"smoking_status": "current", "bmi": 28.4, "audit_c": 6, "phq2": 1},
-        "conditions": [
-            {"system": "http://snomed.info/sct", "code": "44054006",
-             "display": "Type 2 diabetes mellitus", "onset_date": "2026-09-30"}
-        ],
-        "preferences": {"opted_out": False, "declined_topics": ["alcohol"]},
-    }
-    body.update(overrides)
-    return body
 
 
 @pytest.fixture

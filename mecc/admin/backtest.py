@@ -14,8 +14,10 @@ rule version alone** through mecc.clinical.ruleset, exactly as the live pipeline
 
 The result counts events scanned, matches (the condition was true) and would-show (a match that
 survives suppression), with the suppressed matches by reason, per day, per setting and per
-organisation, and a sample of matched events (ids, times, settings, organisations: no person
-data). Nothing else is written. A key bound to an organisation back-tests only its own events.
+organisation, how many prompts a clinician would get from it a day (median, p90 and max over
+the staff-days with a contact: `totals.per_clinician_day`), and a sample of matched events
+(ids, times, settings, organisations: no person data). Nothing else is written. A key bound
+to an organisation back-tests only its own events.
 
 Runtime is bounded: the scan stops after BUDGET_SECONDS and keeps what it counted
 (`complete: false`); the task's time limits sit above that as a backstop.
@@ -46,11 +48,11 @@ from mecc.platform.db import utcnow
 from mecc.platform.errors import NotFound, ServiceUnavailable, ValidationFailed
 from mecc.platform.runtime import Runtime
 from mecc.prompts.service import scope_organisation
+from mecc.reports.staff_load import distribution
 from mecc.store.models import Backtest, Event, Rule, RuleVersion
 
 log = logging.getLogger(__name__)
 
-BACKTEST_TASK = "mecc.run_backtest"
 MAX_DAYS = 365
 CHUNK = 500  # events per fetch; their people's history is loaded in one query per chunk
 SAMPLE_SIZE = 20
@@ -97,15 +99,12 @@ def request_backtest(runtime: Runtime, principal: Principal, key: str, *, versio
                        requested_by=principal.key_id, created_at=utcnow())
         session.add(row)
         session.commit()
-        try:
-            runtime.publisher.celery.send_task(BACKTEST_TASK, args=[row.id])
-        except Exception as exc:  # noqa: BLE001 - any broker failure: say so, keep no orphan
-            log.warning("back-test not queued", extra={"error": type(exc).__name__})
+        if not runtime.publisher.send_backtest(row.id):  # say so, and keep no orphan
             row.status, row.error, row.finished_at = "failed", "The queue was unavailable.", \
                 utcnow()
             session.commit()
             raise ServiceUnavailable("The work queue is unavailable; the back-test was not "
-                                     "started. Retry shortly.") from None
+                                     "started. Retry shortly.")
         return backtest_dict(row)
 
 
@@ -153,8 +152,7 @@ def run_backtest(runtime: Runtime, backtest_id: str, *,
         row = session.get(Backtest, backtest_id)
         assert row is not None
         key, version, days, organisation = row.rule_key, row.version, row.days, row.organisation
-    cache = runtime.extras.setdefault("backtest_rules", rule_store.LiveRuleCache(
-        runtime.catalogue))
+    cache = runtime.backtest_rules
     try:
         with runtime.db.session() as session:
             stored = session.scalar(select(RuleVersion).where(RuleVersion.key == key,
@@ -203,6 +201,9 @@ class _Tally:
     suppressed: Counter[str] = field(default_factory=Counter)
     errors: int = 0
     sample: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=SAMPLE_SIZE))
+    # Would-be prompts per (member of staff, UTC day) on which they had a contact: the prompt
+    # budget this rule would spend.
+    per_staff_day: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 def _identities(row: Event) -> list[tuple[str, ...]]:
@@ -259,7 +260,9 @@ def scan(session: Session, rule: RuleDef, ruleset: RuleSet, catalogue: Catalogue
                    "suppressed": dict(sorted(tally.suppressed.items())),
                    "errors": tally.errors,
                    "matches_per_day": round(totals.matches / days, 2),
-                   "would_show_per_day": round(totals.would_show / days, 2)},
+                   "would_show_per_day": round(totals.would_show / days, 2),
+                   "per_clinician_day": {**distribution(list(tally.per_staff_day.values())),
+                                         "staff_days": len(tally.per_staff_day)}},
         "per_day": [{"day": k, **v.to_dict()} for k, v in tally.per_day.items()],
         "per_setting": _ranked(tally.per_setting, "setting"),
         "per_organisation": _ranked(tally.per_organisation, "organisation"),
@@ -296,6 +299,8 @@ def _evaluate_one(row: Event, rule: RuleDef, ruleset: RuleSet, catalogue: Catalo
         counts.add(matched=matched, shown=shown)
     for suppressed in decision.suppressed:
         tally.suppressed[suppressed.reason_code] += 1
+    if row.staff_id is not None:
+        tally.per_staff_day[(row.staff_id, as_utc(row.occurred_at).date().isoformat())] += shown
     if shown:
         mine = PastPrompt(rule.key, rule.topic, row.occurred_at, "new", row.id)
         for identity in identities:

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from mecc.admin import rule_store
 from mecc.admin.keys import Principal
 from mecc.clinical.domain import PastPrompt, PersonHistory, RuleDef
-from mecc.clinical.rulepack import render_prompt
 from mecc.clinical.ruleset import RuleSet, evaluate
+from mecc.clinical.templates import render_prompt
 from mecc.evaluation.pipeline import _same_person, contact_event, load_history
 from mecc.intake.service import build_row, validate_event
 from mecc.platform.errors import NotFound, ValidationFailed
@@ -84,8 +84,7 @@ def dry_run(runtime: Runtime, principal: Principal, rule_items: Sequence[Any],
     if errors:
         raise ValidationFailed("Some events are not valid.", errors=errors)
 
-    cache = runtime.extras.setdefault("dry_run_cache", rule_store.LiveRuleCache(
-        runtime.catalogue))
+    cache = runtime.dry_run_rules
     results = []
     with runtime.db.session() as session:
         rules = _rules_for_dry_run(runtime, session, rule_items)

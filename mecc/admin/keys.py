@@ -18,7 +18,7 @@ from mecc.store.models import ApiKey
 
 SCOPES = (
     "events:write", "prompts:read", "prompts:write", "rules:read", "rules:write",
-    "reports:read", "admin",
+    "rules:approve", "reports:read", "admin",
 )
 ALL_ORGANISATIONS = "*"
 PREFIX = "mecc_"
@@ -32,7 +32,11 @@ class KeyCreationError(ValueError):
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's identity, organisation and scopes."""
+    """Who is calling: a key (or a signed-in person), its organisation and scopes.
+
+    A person's `key_id` is "user:<id>": one identity string for every check that compares
+    callers (e.g. the requester of a change never approving it).
+    """
 
     key_id: str
     name: str
@@ -40,10 +44,24 @@ class Principal:
     scopes: frozenset[str]
     callback_hosts: tuple[str, ...] = ()
     default_callback_url: str | None = None
+    kind: str = "key"  # "key" | "user"
+    email: str | None = None
 
     @property
     def is_all_organisations(self) -> bool:
         return self.organisation == ALL_ORGANISATIONS
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this caller: the person (name and email), or the key."""
+        if self.kind == "user":
+            return f"{self.name} ({self.email})"
+        return f"{self.name} (key {self.key_id})"
+
+    @property
+    def api_key_id(self) -> str | None:
+        """The API key row behind this caller, if it is one (events remember their key)."""
+        return self.key_id if self.kind == "key" else None
 
     def may_access(self, organisation: str) -> bool:
         return self.is_all_organisations or organisation == self.organisation

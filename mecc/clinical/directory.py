@@ -213,6 +213,8 @@ def _suggestion(service: Service) -> dict[str, Any]:
         "contact": dict(service.contact),
         "referral_url": service.referral_url,
         "self_referral": service.self_referral,
+        # No areas: offered everywhere. Staff are told when that is all there is for the type.
+        "national": not service.areas,
     }
 
 

@@ -31,12 +31,16 @@ class EvalContext:
     engine derives from the event (age, sex, ethnicity_group, postcode_district, setting,
     contact_type, staff_role). `conditions` maps each condition group the person has to its
     earliest known onset date, or None when no onset was given. `on` is the UTC date of the
-    contact (occurred_at), against which "within N days" is measured.
+    contact (occurred_at), against which "within N days" is measured. `medicines` are the
+    medicine classes of the person's current medicines; `fact_dates` says when each fact was
+    recorded, where the sender said (facts too old to use are not in `facts` at all).
     """
 
     facts: Mapping[str, Any]
     conditions: Mapping[str, date | None]
     on: date
+    medicines: frozenset[str] = frozenset()
+    fact_dates: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ class RuleDef:
     indicator: str = "info"
     settings: frozenset[str] = frozenset()  # empty: all settings
     staff_roles: frozenset[str] = frozenset()  # empty: all roles
+    # ODS codes of the organisations whose events the rule applies to; empty: every one.
+    organisations: frozenset[str] = frozenset()
     cooldown_days: int = 180
     decline_days: int = 180
     suggestions: tuple[str, ...] = ()  # service types

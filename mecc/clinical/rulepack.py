@@ -2,15 +2,13 @@
 
 Pure domain code. `parse_rule` validates one rule strictly and names every bad field by its
 dotted path, so the same errors serve `mecc rules validate`, the rule editor and the HTTP API.
-`render_prompt` fills a rule's summary and detail templates for one contact.
+The prompt templates (checking and rendering) are in `templates`.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,30 +16,26 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from jinja2 import ChainableUndefined, Template, TemplateError, TemplateSyntaxError, meta
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from mecc.clinical.catalogue import Catalogue
 from mecc.clinical.directory import SERVICE_TYPES
 from mecc.clinical.domain import INDICATORS, KINDS, RULE_STATUSES, RuleDef, Source
+from mecc.clinical.templates import SUMMARY_MAX_CHARS, check_template, widest_facts
 from mecc.clinical.yaml_documents import load_entries, parse_entries
-from mecc.rules import check_expression
+from mecc.language.expression import check_expression
 
-SUMMARY_MAX_CHARS = 140
 MAX_DAYS = 3650
 _KEY = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 _TOPIC = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_ODS = re.compile(r"^[A-Z0-9]{3,10}$")
 _RULE_FIELDS = (
     "key", "version", "title", "topic", "kind", "status", "priority", "cooldown_days",
-    "decline_days", "settings", "staff_roles", "when", "prompt", "suggestions", "sources",
-    "updated_by", "updated_at",
+    "decline_days", "settings", "staff_roles", "organisations", "when", "prompt", "suggestions",
+    "sources", "updated_by", "updated_at",
 )
 _PROMPT_FIELDS = ("summary", "detail", "indicator")
 _SOURCE_FIELDS = ("label", "url")
 _PACK_FIELDS = ("rules", "description")
-# Templates fail when they do arithmetic on a fact the contact lacks; such errors surface
-# as these types (jinja2 raises plain Python errors from inside filters).
-_RENDER_ERRORS = (TemplateError, TypeError, ValueError, ArithmeticError)
 
 
 class RulePackError(ValueError):
@@ -68,134 +62,6 @@ def _describe(error: Mapping[str, Any]) -> str:
 def _join(prefix: str, name: str | int) -> str:
     prefix = prefix.rstrip(".")
     return f"{prefix}.{name}" if prefix else str(name)
-
-
-# ---------------------------------------------------------------------------------------------
-# Templates
-
-
-class _Blank(ChainableUndefined):
-    """A fact the contact lacks: renders as empty text, and so does arithmetic or rounding on
-    it (`{{ bmi|round(1) }}`); comparisons with it are false. Conversions that must produce a
-    number (`|int`, `|format`) still fail, and are caught when the rule is saved."""
-
-    __slots__ = ()
-
-    def _blank(self, *args: Any, **kwargs: Any) -> _Blank:
-        return self
-
-    def _false(self, other: Any) -> bool:
-        return False
-
-    # The base class types these as never returning; here they return the blank instead.
-    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _blank  # type: ignore[assignment]
-    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = _blank  # type: ignore[assignment]
-    __mod__ = __rmod__ = __pow__ = __rpow__ = __pos__ = __neg__ = _blank  # type: ignore[assignment]
-    __abs__ = __round__ = __call__ = _blank  # type: ignore[assignment]
-    __lt__ = __le__ = __gt__ = __ge__ = _false  # type: ignore[assignment]
-
-
-# Output is markdown or plain text, never HTML, so no autoescaping.
-_ENV = ImmutableSandboxedEnvironment(autoescape=False, undefined=_Blank)
-_CACHE_SIZE = 2048
-_cache: OrderedDict[tuple[str, int], tuple[str, str, Template, Template]] = OrderedDict()
-_cache_lock = threading.Lock()
-
-
-def _templates(rule: RuleDef) -> tuple[Template, Template]:
-    """The compiled summary and detail templates of one rule version (compiled once)."""
-    cache_key = (rule.key, rule.version)
-    with _cache_lock:
-        hit = _cache.get(cache_key)
-        # A dry-run draft may reuse a stored rule's key and version with other text.
-        if hit and hit[0] == rule.summary and hit[1] == rule.detail:
-            _cache.move_to_end(cache_key)
-            return hit[2], hit[3]
-    compiled = (_ENV.from_string(rule.summary), _ENV.from_string(rule.detail))
-    with _cache_lock:
-        _cache[cache_key] = (rule.summary, rule.detail, *compiled)
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return compiled
-
-
-def fit_summary(text: str) -> str:
-    """One line of at most 140 characters; longer text is cut at a word and ends with '…'."""
-    text = " ".join(text.split())
-    if len(text) <= SUMMARY_MAX_CHARS:
-        return text
-    cut = text[: SUMMARY_MAX_CHARS - 1]
-    space = cut.rfind(" ")
-    if space >= SUMMARY_MAX_CHARS * 2 // 3:  # don't throw away half the line for a long word
-        cut = cut[:space]
-    return cut.rstrip(" ,;:.-–—") + "…"
-
-
-def _strip_tags(source: str) -> str:
-    return re.sub(r"{{.*?}}|{%.*?%}|{#.*?#}", "", source, flags=re.S)
-
-
-def render_prompt(rule: RuleDef, facts: Mapping[str, Any]) -> tuple[str, str]:
-    """The rule's summary (one line, <= 140 characters) and detail (markdown) for these facts.
-
-    Facts the contact lacks render as empty text. Templates were test-rendered when the rule
-    was saved; should one still fail on an unusual value, the prompt falls back to its text
-    without placeholders rather than losing the prompt.
-    """
-    summary_tmpl, detail_tmpl = _templates(rule)
-    context = dict(facts)
-    try:
-        summary = summary_tmpl.render(context)
-    except _RENDER_ERRORS:
-        summary = _strip_tags(rule.summary)
-    try:
-        detail = detail_tmpl.render(context)
-    except _RENDER_ERRORS:
-        detail = _strip_tags(rule.detail)
-    return fit_summary(summary), detail
-
-
-def _widest_facts(catalogue: Catalogue) -> dict[str, Any]:
-    """A value for every fact that renders as wide as that fact plausibly gets."""
-    sample: dict[str, Any] = {}
-    for name, spec in catalogue.facts.items():
-        if spec.type == "int":
-            sample[name] = int(max(abs(spec.min or 0), abs(spec.max or 999_999)))
-        elif spec.type == "double":
-            sample[name] = float(max(abs(spec.min or 0), abs(spec.max or 99_999))) + 0.25
-        elif spec.type == "bool":
-            sample[name] = False
-        else:
-            sample[name] = max(spec.values, key=len) if spec.values else "x" * 24
-    return sample
-
-
-def _check_template(
-    source: str, field: str, catalogue: Catalogue, errors: list[dict[str, Any]],
-) -> Template | None:
-    try:
-        ast = _ENV.parse(source)
-    except TemplateSyntaxError as exc:
-        errors.append({"path": field, "message": f"Template syntax error: {exc.message}",
-                       "line": exc.lineno})
-        return None
-    unknown = sorted(meta.find_undeclared_variables(ast) - set(catalogue.facts) - set(_ENV.globals))
-    for name in unknown:
-        close = difflib.get_close_matches(name, list(catalogue.facts), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        errors.append({"path": field, "message": f"Unknown fact '{name}' in template.{hint}"})
-    if unknown:
-        return None
-    template = _ENV.from_string(source)
-    for label, facts in (("no facts are known", {}),
-                         ("facts are known", _widest_facts(catalogue))):
-        try:
-            template.render(facts)
-        except _RENDER_ERRORS as exc:
-            errors.append({"path": field, "message": f"Template fails when {label}: {exc}. "
-                           "Guard a fact that may be unknown with {% if fact is defined %}."})
-            return None
-    return template
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,7 +122,7 @@ class _Fields:
                 hint = f" Did you mean '{close[0]}'?" if close else ""
                 self.fail(name, f"Must be one of: {', '.join(allowed)}.{hint}")
             return allowed[0]
-        return value
+        return str(value)
 
     def members(self, name: str, allowed: Sequence[str], what: str) -> list[str]:
         value = self.mapping.get(name)
@@ -317,16 +183,16 @@ def _prompt(fields: _Fields, catalogue: Catalogue) -> tuple[str, str, str]:
     indicator = prompt.choice("indicator", INDICATORS, default="info")
     if summary.strip():
         checked = len(fields.errors)
-        template = _check_template(summary, prompt.path("summary"), catalogue, fields.errors)
+        template = check_template(summary, prompt.path("summary"), catalogue, fields.errors)
         if template is not None and len(fields.errors) == checked:
-            rendered = " ".join(template.render(_widest_facts(catalogue)).split())
+            rendered = " ".join(template.render(widest_facts(catalogue)).split())
             if len(rendered) > SUMMARY_MAX_CHARS:
                 prompt.fail("summary", f"Must be at most {SUMMARY_MAX_CHARS} characters when "
                                        f"rendered; it can reach {len(rendered)}.")
             elif not " ".join(template.render({}).split()):
                 prompt.fail("summary", "Renders empty when facts are unknown.")
     if detail:
-        _check_template(detail, prompt.path("detail"), catalogue, fields.errors)
+        check_template(detail, prompt.path("detail"), catalogue, fields.errors)
     return summary, detail, indicator
 
 
@@ -350,6 +216,26 @@ def _sources(fields: _Fields) -> list[Source]:
             source.fail("url", "Must be an http(s) URL.")
         sources.append(Source(label=label, url=url))
     return sources
+
+
+def _organisations(fields: _Fields) -> list[str]:
+    """ODS codes (upper-case); none: the rule applies to every organisation's events."""
+    raw = fields.mapping.get("organisations")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        fields.fail("organisations", "Must be a list of ODS codes (empty: every organisation).")
+        return []
+    codes: list[str] = []
+    for i, item in enumerate(raw):
+        code = item.strip().upper() if isinstance(item, str) else None
+        if code is None or not _ODS.match(code):
+            fields.fail(f"organisations.{i}", f"'{item}' is not an ODS code.")
+        elif code in codes:
+            fields.fail(f"organisations.{i}", f"'{code}' is listed twice.")
+        else:
+            codes.append(code)
+    return codes
 
 
 def _when(fields: _Fields, catalogue: Catalogue) -> str:
@@ -391,6 +277,7 @@ def parse_rule(mapping: Any, catalogue: Catalogue, *, path_prefix: str = "") -> 
     settings = fields.members("settings", _fact_values(catalogue, "setting"), "settings")
     staff_roles = fields.members("staff_roles", _fact_values(catalogue, "staff_role"),
                                  "staff roles")
+    organisations = _organisations(fields)
     when = _when(fields, catalogue)
     summary, detail, indicator = _prompt(fields, catalogue)
     suggestions = fields.members("suggestions", SERVICE_TYPES, "service types")
@@ -406,7 +293,8 @@ def parse_rule(mapping: Any, catalogue: Catalogue, *, path_prefix: str = "") -> 
         key=key, version=version, title=title, topic=topic, kind=kind, when=when,
         priority=priority, summary=summary, detail=detail, indicator=indicator,
         settings=frozenset(settings), staff_roles=frozenset(staff_roles),
-        cooldown_days=cooldown_days, decline_days=decline_days,
+        organisations=frozenset(organisations), cooldown_days=cooldown_days,
+        decline_days=decline_days,
         suggestions=tuple(suggestions), sources=tuple(sources), status=status,
         updated_by=updated_by, updated_at=updated_at,
     )
@@ -457,6 +345,7 @@ def rule_to_dict(rule: RuleDef) -> dict[str, Any]:
         "decline_days": rule.decline_days,
         "settings": sorted(rule.settings),
         "staff_roles": sorted(rule.staff_roles),
+        "organisations": sorted(rule.organisations),
         "when": rule.when,
         "prompt": {"summary": rule.summary, "detail": rule.detail, "indicator": rule.indicator},
         "suggestions": list(rule.suggestions),

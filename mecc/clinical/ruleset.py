@@ -7,12 +7,14 @@ Pure domain code. The service layer loads the event and the person's history, ca
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
 from mecc.clinical.catalogue import Catalogue
 from mecc.clinical.domain import ContactEvent, EvalContext, PersonHistory, RuleDef
+from mecc.clinical.recency import contact_facts, evidence
+from mecc.clinical.record import as_date, current_conditions, medicine_classes
 from mecc.clinical.suppression import (
     DEFAULT_MAX_PROMPTS_PER_CONTACT,
     Candidate,
@@ -59,26 +61,35 @@ def build_context(
     contact_type: str | None,
     staff_role: str | None,
     catalogue: Catalogue,
+    fact_dates: Mapping[str, Any] | None = None,
+    medications: Sequence[Mapping[str, Any]] = (),
 ) -> EvalContext:
     """What rules can read about one contact.
 
-    Event facts are merged into the sent facts: `age` (person.age, else whole years from
-    person.birth_date at occurred_at's UTC date), `sex`, `ethnicity_group`,
-    `postcode_district`, `setting`, `contact_type` and `staff_role`. Anything not given stays
-    absent (never None). Conditions are mapped to groups (see `map_conditions`).
+    The sent facts, less those too old (or recorded after the contact) to use, plus the facts
+    current coded conditions imply when not sent (mecc.clinical.recency.contact_facts). Event
+    facts are merged in: `age` (person.age, else whole years from person.birth_date at
+    occurred_at's UTC date), `sex`, `ethnicity_group`, `postcode_district`, `setting`,
+    `contact_type` and `staff_role`. Anything not given stays absent (never None). Conditions
+    are mapped to current groups (mecc.clinical.record.current_conditions), medicines to
+    medicine classes.
     """
     on = as_utc(occurred_at).date()
-    known = {name: value for name, value in facts.items() if value is not None}
+    recency, states = contact_facts(occurred_at=occurred_at, facts=facts, fact_dates=fact_dates,
+                                    conditions=conditions, catalogue=catalogue)
+    known = recency.facts
     age = person.get("age")
     if age is None and person.get("birth_date") is not None:
-        age = age_on(_as_date(person["birth_date"]), on)
+        age = age_on(as_date(person["birth_date"]), on)
     derived = {
         "age": age,
         **{name: person.get(name) for name in _PERSON_FACTS},
         "setting": setting, "contact_type": contact_type, "staff_role": staff_role,
     }
     known.update((name, value) for name, value in derived.items() if value is not None)
-    return EvalContext(facts=known, conditions=map_conditions(conditions, catalogue), on=on)
+    return EvalContext(facts=known, conditions={g: s.onset for g, s in states.items()}, on=on,
+                       medicines=medicine_classes(medications, catalogue),
+                       fact_dates=recency.dates)
 
 
 def age_on(birth_date: date, on: date) -> int | None:
@@ -96,40 +107,9 @@ def age_on(birth_date: date, on: date) -> int | None:
 def map_conditions(
     conditions: Sequence[Mapping[str, Any]], catalogue: Catalogue
 ) -> dict[str, date | None]:
-    """Condition group -> earliest known onset date (None when no item of the group has one).
-
-    Each item is either ``{"group": g}`` (already mapped by the sender) or
-    ``{"system", "code", "onset_date"?}`` mapped through the catalogue's value sets. Codes and
-    groups the catalogue does not know are ignored.
-    """
-    groups: dict[str, date | None] = {}
-    for item in conditions:
-        names: Iterable[str]
-        if item.get("group") is not None:
-            names = (item["group"],) if item["group"] in catalogue.groups else ()
-        elif item.get("system") and item.get("code"):
-            names = catalogue.groups_for_code(str(item["system"]), str(item["code"]))
-        else:
-            names = ()
-        onset = item.get("onset_date")
-        onset_day = _as_date(onset) if onset is not None else None
-        for name in names:
-            earliest = groups.get(name)
-            if name not in groups or (onset_day is not None
-                                      and (earliest is None or onset_day < earliest)):
-                groups[name] = onset_day
-    return groups
-
-
-def _as_date(value: date | datetime | str) -> date:
-    if isinstance(value, datetime):
-        return as_utc(value).date()
-    if isinstance(value, date):
-        return value
-    text = str(value).strip()
-    if len(text) > 10:  # a full timestamp: its UTC date
-        return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00"))).date()
-    return date.fromisoformat(text)
+    """Current condition group -> its onset date (None when not known); see
+    mecc.clinical.record.current_conditions."""
+    return {g: s.onset for g, s in current_conditions(conditions, catalogue).items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,6 +153,8 @@ class RuleSet:
                 raise ValueError(f"rule {rule.key!r} appears more than once in a rule set")
             seen.add(rule.key)
             self._entries.append(_Entry(rule, expression, frozenset(expression.required_facts)))
+        # Most rule sets have no organisation-limited rule: evaluation then skips the filter.
+        self.has_organisation_limits = any(e.rule.organisations for e in self._entries)
         # Flat tuples, not objects: this is the inner loop of every evaluation.
         self._always: list[tuple[int, Callable[[EvalContext], bool | None]]] = []
         self._by_fact: dict[str, list[_Indexed]] = {}
@@ -293,6 +275,8 @@ class Decision:
     shown: list[Candidate]
     deferred: list[Candidate]
     suppressed: list[Suppressed]
+    # rule key -> what the match rests on: [{"fact", "value", "recorded_at"}] (recency.evidence)
+    evidence: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -304,6 +288,12 @@ class Decision:
         }
 
 
+def applies_to_organisation(rule: RuleDef, organisation: str) -> bool:
+    """A rule limited to some organisations never applies to another's events (it is not even
+    a match there: nothing of it is shown, stored or explained)."""
+    return not rule.organisations or organisation in rule.organisations
+
+
 def evaluate(
     event: ContactEvent,
     rules: RuleSet,
@@ -312,9 +302,12 @@ def evaluate(
     max_prompts_per_contact: int = DEFAULT_MAX_PROMPTS_PER_CONTACT,
     explain: bool = False,
 ) -> Decision:
-    """Match `rules` against `event` and apply person-centred suppression
-    (mecc.clinical.suppression)."""
+    """Match `rules` against `event` (only rules for its organisation) and apply
+    person-centred suppression (mecc.clinical.suppression)."""
     found = rules.matching(event.context)
+    if rules.has_organisation_limits:
+        found = [(rule, expression) for rule, expression in found
+                 if applies_to_organisation(rule, event.organisation)]
     matches = [
         Match(rule, list(expression.explain(event.context)) if explain else None)
         for rule, expression in found
@@ -323,7 +316,16 @@ def evaluate(
         event, [rule for rule, _ in found], history,
         max_prompts_per_contact=max_prompts_per_contact,
     )
+    ctx = event.context
     return Decision(
         event_id=event.id, matches=matches, shown=result.shown, deferred=result.deferred,
         suppressed=result.suppressed,
+        evidence={rule.key: evidence(_facts_read(expression), ctx.facts, ctx.fact_dates)
+                  for rule, expression in found},
     )
+
+
+def _facts_read(expression: CompiledExpression) -> frozenset[str]:
+    """Every fact the expression reads (a compiled rule knows; a bare test double may not)."""
+    facts: frozenset[str] | None = getattr(expression, "facts", None)
+    return expression.required_facts if facts is None else facts

@@ -47,13 +47,10 @@ def hold_push_order(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PUSH_ORDER_LOCK})
 
 
-def redis_client(runtime: Runtime) -> redis.Redis:
-    client = runtime.extras.get("redis")
-    if client is None:
-        client = redis.Redis.from_url(runtime.settings.redis_url, socket_connect_timeout=2,
-                                      socket_timeout=5, health_check_interval=30)
-        runtime.extras["redis"] = client
-    return client
+def connect(redis_url: str) -> redis.Redis:
+    """The process's client for announcing (Runtime.redis; it connects on first use)."""
+    return redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5,
+                                health_check_interval=30)
 
 
 def message_dict(message: PushMessage, prompt: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +64,7 @@ def announce(runtime: Runtime, messages: Sequence[dict[str, Any]]) -> None:
     if not messages:
         return
     try:
-        pipe = redis_client(runtime).pipeline(transaction=False)
+        pipe = runtime.redis.pipeline(transaction=False)
         for message in messages:
             pipe.publish(channel_for(runtime.settings.redis_url), json.dumps(message))
         pipe.execute()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import CursorResult, and_, or_, select, update
 
 from mecc.admin.audit import record
 from mecc.admin.keys import Principal
-from mecc.delivery import webhooks
 from mecc.intake.read import iso
 from mecc.platform.db import utcnow
 from mecc.platform.errors import Conflict, NotFound, ValidationFailed
@@ -80,11 +79,12 @@ def retry_delivery(runtime: Runtime, principal: Principal, delivery_id: str) -> 
         previous = delivery.status
         now = utcnow()
         # Conditional: a sender that claimed it meanwhile keeps it (no double send).
-        changed = session.execute(
+        # An UPDATE's result is a CursorResult (SQLAlchemy types execute() more loosely).
+        changed = cast(CursorResult[Any], session.execute(
             update(WebhookDelivery)
             .where(WebhookDelivery.id == delivery.id, WebhookDelivery.status.in_(RETRYABLE))
             .values(status="pending", next_attempt_at=now, claim_token=None, updated_at=now)
-            .execution_options(synchronize_session=False)).rowcount
+            .execution_options(synchronize_session=False))).rowcount
         if not changed:
             current_status = session.scalar(select(WebhookDelivery.status).where(
                 WebhookDelivery.id == delivery.id))
@@ -95,11 +95,11 @@ def retry_delivery(runtime: Runtime, principal: Principal, delivery_id: str) -> 
         if re_enabled:
             endpoint.disabled_at = None
             endpoint.disabled_reason = None
-        record(session, actor=f"key:{principal.key_id}", entity="webhook_delivery",
+        record(session, actor=principal.actor, entity="webhook_delivery",
                key=delivery.id, action="retried",
                detail={"previous_status": previous, "endpoint_re_enabled": re_enabled})
         session.commit()
         session.refresh(delivery)
         result = delivery_dict(delivery, endpoint.url)
-    webhooks.send_deliver(runtime, [delivery_id])
+    runtime.publisher.send_deliver([delivery_id])
     return result

@@ -18,8 +18,8 @@ Policy refusals (host not allow-listed, address not public, key revoked) park th
 `failed` at once: retrying cannot help until an administrator changes the key, and
 POST /webhook-deliveries/<id>/retry re-drives it then.
 
-MECC_WEBHOOK_BASE_DELAY_SECONDS (whole seconds, 1-3600, default 5) replaces the 5 s the backoff
-starts from (read once, when a worker imports this module). It exists so that the fault suite
+MECC_WEBHOOK_BASE_DELAY_SECONDS (Settings.webhook_base_delay_seconds: whole seconds, 1-3600,
+default 5) replaces the 5 s the backoff starts from. It exists so that the fault suite
 (bench/faults.py, scenario f) can watch a receiver fail and recover within a minute; production
 leaves it unset. The 24 h window and the 1 h step ceiling do not change with it.
 """
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import socket
 import time
@@ -36,27 +35,26 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import CursorResult, and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
 from mecc.delivery import webhook_client as client
+from mecc.intake.contacts import contact_of
 from mecc.intake.read import iso, prompt_dict
 from mecc.platform.db import utcnow
 from mecc.platform.observability import WEBHOOK_FAILURES
 from mecc.platform.runtime import Runtime
-from mecc.platform.settings import _int
 from mecc.store.models import ApiKey, Event, Prompt, PushMessage, WebhookDelivery, WebhookEndpoint
 
 log = logging.getLogger(__name__)
 
-DELIVER_TASK = "mecc.deliver_webhooks"
 EVENT_TYPE = "prompts.created"
 STATUSES = ("pending", "delivering", "succeeded", "failed", "disabled")
-BASE_DELAY = float(_int(os.environ, "MECC_WEBHOOK_BASE_DELAY_SECONDS", 5, 1, 3600))
+BASE_DELAY = 5.0  # the default of Settings.webhook_base_delay_seconds
 MAX_STEP = 3600.0
 RETRY_WINDOW = timedelta(hours=24)
 # A claim's lease; the task passes its hard time limit plus a margin, so a live sender is
@@ -71,25 +69,28 @@ Rand = Callable[[], float]
 
 
 # ------------------------------------------------------------------------------ schedule
-def backoff_ceiling(failures: int) -> float:
+def backoff_ceiling(failures: int, base_delay: float = BASE_DELAY) -> float:
     """The largest delay after this many failures: 5 s, 10 s, 20 s, ... at most 1 h."""
-    return min(MAX_STEP, BASE_DELAY * 2.0 ** min(max(failures, 1) - 1, 32))
+    return min(MAX_STEP, base_delay * 2.0 ** min(max(failures, 1) - 1, 32))
 
 
-def retry_delay(failures: int, rand: Rand, retry_after: float | None = None) -> float:
-    """Full jitter in [BASE_DELAY, ceiling]; never sooner than the receiver's Retry-After."""
-    delay = max(BASE_DELAY, rand() * backoff_ceiling(failures))
+def retry_delay(failures: int, rand: Rand, retry_after: float | None = None, *,
+                base_delay: float = BASE_DELAY) -> float:
+    """Full jitter in [base delay, ceiling]; never sooner than the receiver's Retry-After."""
+    delay = max(base_delay, rand() * backoff_ceiling(failures, base_delay))
     if retry_after is not None:
         delay = max(delay, min(retry_after, client.RETRY_AFTER_CAP))
     return delay
 
 
 def next_attempt_at(*, failures: int, created_at: datetime, now: datetime, rand: Rand,
-                    retry_after: float | None = None) -> datetime | None:
+                    retry_after: float | None = None,
+                    base_delay: float = BASE_DELAY) -> datetime | None:
     """When to try again after a failure at `now`, or None: the 24 h window is spent."""
     if now - created_at >= RETRY_WINDOW:
         return None
-    return now + timedelta(seconds=retry_delay(failures, rand, retry_after))
+    return now + timedelta(seconds=retry_delay(failures, rand, retry_after,
+                                               base_delay=base_delay))
 
 
 def _jitter() -> float:
@@ -135,19 +136,6 @@ def pending_for_events(session: Session, event_ids: Sequence[str]) -> list[str]:
         WebhookDelivery.event_id.in_(list(event_ids)), WebhookDelivery.status == "pending")))
 
 
-def send_deliver(runtime: Runtime, delivery_ids: Sequence[str]) -> bool:
-    """Ask a worker to send these now; the beat sweep sends them anyway if this fails."""
-    if not delivery_ids or runtime.publisher.is_open:
-        return False
-    try:
-        runtime.publisher.celery.send_task(DELIVER_TASK, args=[list(delivery_ids)])
-    except Exception as exc:  # noqa: BLE001 - any broker failure means "the sweep sends it"
-        log.warning("webhook task not sent; left for the sweep",
-                    extra={"error": type(exc).__name__, "count": len(delivery_ids)})
-        return False
-    return True
-
-
 # ------------------------------------------------------------------------------ claiming
 def _due(now: datetime) -> Any:
     return and_(WebhookDelivery.status.in_(("pending", "delivering")),
@@ -156,13 +144,14 @@ def _due(now: datetime) -> Any:
 
 def park_abandoned(session: Session, now: datetime) -> int:
     """Deliveries whose sender died past the retry window are failed, not retried forever."""
-    return session.execute(
+    # An UPDATE's result is a CursorResult (SQLAlchemy types execute() more loosely).
+    return cast(CursorResult[Any], session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.status == "delivering", WebhookDelivery.next_attempt_at <= now,
                WebhookDelivery.created_at <= now - RETRY_WINDOW)
         .values(status="failed", claim_token=None, updated_at=now,
                 last_error="the last attempt did not complete (sender lost); gave up")
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False))).rowcount
 
 
 def claim_due(session: Session, *, now: datetime, ids: Sequence[str] | None = None,
@@ -207,10 +196,14 @@ class Request:
 
 
 def payload(event: Event, prompts: Sequence[Prompt]) -> dict[str, Any]:
+    """The prompts of one event, for that event's own callback: the person as this event
+    named them (its display label while held), never another source's label for them."""
+    contact = contact_of(event)
     return {"type": EVENT_TYPE, "timestamp": iso(event.evaluated_at or event.received_at),
             "data": {"event": {"id": event.id, "event_id": event.event_id,
                                "source": event.source},
-                     "prompts": [prompt_dict(p) for p in prompts]}}
+                     "prompts": [prompt_dict(p, contact) for p in prompts
+                                 if p.event_id == event.id]}}
 
 
 def build_request(session: Session, delivery: WebhookDelivery) -> Request:
@@ -278,7 +271,7 @@ def attempt(request: Request, delivery_id: str, *, timeouts: client.Timeouts,
 
 
 def record(session: Session, delivery: WebhookDelivery, token: str, outcome: Outcome, *,
-           now: datetime, rand: Rand) -> str | None:
+           now: datetime, rand: Rand, base_delay: float = BASE_DELAY) -> str | None:
     """Write the attempt's result while the claim is still ours (caller commits)."""
     values: dict[str, Any] = {"claim_token": None, "updated_at": now,
                               "last_status_code": outcome.status_code,
@@ -291,16 +284,17 @@ def record(session: Session, delivery: WebhookDelivery, token: str, outcome: Out
         values["status"] = "failed"
     else:
         when = next_attempt_at(failures=delivery.attempts, created_at=delivery.created_at,
-                               now=now, rand=rand, retry_after=outcome.retry_after)
+                               now=now, rand=rand, retry_after=outcome.retry_after,
+                               base_delay=base_delay)
         if when is None:
             values.update(status="failed", last_error=f"{outcome.error}; gave up after "
                           f"{delivery.attempts} attempts over {RETRY_WINDOW}")
         else:
             values.update(status="pending", next_attempt_at=when)
-    changed = session.execute(
+    changed = cast(CursorResult[Any], session.execute(
         update(WebhookDelivery).where(WebhookDelivery.id == delivery.id,
                                       WebhookDelivery.claim_token == token)
-        .values(**values).execution_options(synchronize_session=False)).rowcount
+        .values(**values).execution_options(synchronize_session=False))).rowcount
     if not changed:
         return None  # our lease ran out and another sender owns it now
     if outcome.kind == "gone":
@@ -353,7 +347,8 @@ def deliver_due(runtime: Runtime, delivery_ids: Sequence[str] | None = None, *,
             request = build_request(session, delivery)
         outcome = attempt(request, delivery.id, timeouts=timeouts, resolver=resolver)
         with runtime.db.session() as session:
-            status = record(session, delivery, token, outcome, now=now or utcnow(), rand=rand)
+            status = record(session, delivery, token, outcome, now=now or utcnow(), rand=rand,
+                            base_delay=float(runtime.settings.webhook_base_delay_seconds))
             session.commit()
         if outcome.reason:
             WEBHOOK_FAILURES.labels(outcome.reason).inc()

@@ -11,9 +11,8 @@ At-least-once delivery meets exactly-once effects here:
 from __future__ import annotations
 
 import logging
-import os
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,31 +23,24 @@ from sqlalchemy.orm import Session
 from mecc.clinical.catalogue import Catalogue
 from mecc.clinical.directory import resolve_services
 from mecc.clinical.domain import ContactEvent, PastPrompt, PersonHistory, Preferences, Service
-from mecc.clinical.rulepack import render_prompt
 from mecc.clinical.ruleset import Decision, RuleSet, build_context, evaluate
 from mecc.clinical.suppression import Candidate
+from mecc.clinical.templates import render_prompt
 from mecc.delivery import push, webhooks
 from mecc.platform.db import utcnow
-from mecc.platform.settings import _int
+from mecc.reports.attributes import person_attributes
 from mecc.store.models import Event, Prompt, PushMessage, SuppressedMatch, new_id
 
 log = logging.getLogger(__name__)
 
-# A claimed event not finished within its lease may be claimed again (its worker died).
-# Longer than the task hard time limit, so a live worker is never overtaken. Fault runs shorten
-# both (MECC_EVALUATION_LEASE_SECONDS, MECC_TASK_TIME_LIMIT) so that recovery is seen sooner.
-DEFAULT_LEASE_SECONDS = 90
+# A claimed event not finished within its lease may be claimed again (its worker died). The
+# evaluation service passes Settings.evaluation_lease (MECC_EVALUATION_LEASE_SECONDS), which is
+# longer than the task hard time limit, so a live worker is never overtaken.
+DEFAULT_LEASE = timedelta(seconds=90)
 # Give up after this many claims; the event is marked failed with the reason.
 MAX_ATTEMPTS = 5
 # How far back a person's history can matter (the longest cooldown/decline allowed).
 HISTORY_WINDOW = timedelta(days=3650)
-
-
-def evaluation_lease(env: Mapping[str, str] | None = None) -> timedelta:
-    """How long a claim holds (MECC_EVALUATION_LEASE_SECONDS, default 90)."""
-    env = os.environ if env is None else env
-    return timedelta(seconds=_int(env, "MECC_EVALUATION_LEASE_SECONDS", DEFAULT_LEASE_SECONDS,
-                                  2, 3600))
 
 
 @dataclass
@@ -60,9 +52,9 @@ class BatchResult:
     pushed: list[PushMessage] = field(default_factory=list)  # for the new (shown) prompts
 
 
-def claim(session: Session, event_ids: Sequence[str], *, now: datetime | None = None
-          ) -> tuple[str, list[Event]]:
-    """Claim the events that are ours to evaluate (caller commits)."""
+def claim(session: Session, event_ids: Sequence[str], *, now: datetime | None = None,
+          lease: timedelta = DEFAULT_LEASE) -> tuple[str, list[Event]]:
+    """Claim the events that are ours to evaluate, for `lease` (caller commits)."""
     now = now or utcnow()
     token = str(uuid.uuid4())
     claimable = or_(Event.status == "queued",
@@ -71,7 +63,7 @@ def claim(session: Session, event_ids: Sequence[str], *, now: datetime | None = 
         update(Event)
         .where(Event.id.in_(list(event_ids)), claimable)
         .values(status="processing", claim_token=token,
-                next_attempt_at=now + evaluation_lease(), attempts=Event.attempts + 1)
+                next_attempt_at=now + lease, attempts=Event.attempts + 1)
         .execution_options(synchronize_session=False))
     rows = list(session.scalars(select(Event).where(Event.claim_token == token)
                                 .order_by(Event.occurred_at, Event.id)))
@@ -95,7 +87,8 @@ def contact_event(row: Event, catalogue: Catalogue) -> ContactEvent:
     ctx = build_context(
         occurred_at=row.occurred_at, person=person, facts=payload.get("facts") or {},
         conditions=payload.get("conditions") or [], setting=row.setting,
-        contact_type=row.contact_type, staff_role=row.staff_role, catalogue=catalogue)
+        contact_type=row.contact_type, staff_role=row.staff_role, catalogue=catalogue,
+        fact_dates=payload.get("fact_dates"), medications=payload.get("medications") or ())
     return ContactEvent(
         id=row.id, occurred_at=row.occurred_at, organisation=row.organisation,
         setting=row.setting, context=ctx,
@@ -147,9 +140,11 @@ def _same_person(a: Event, b: Event) -> bool:
 
 
 def build_prompt(row: Event, candidate: Candidate, facts: dict[str, Any],
-                 services: Sequence[Service], now: datetime) -> Prompt:
+                 services: Sequence[Service], now: datetime,
+                 evidence: list[dict[str, Any]] | None = None) -> Prompt:
     rule = candidate.rule
-    summary, detail = render_prompt(rule, facts)
+    summary, detail = render_prompt(rule, facts, {e["fact"]: e["recorded_at"]
+                                                  for e in evidence or () if e["recorded_at"]})
     person = row.payload.get("person") or {}
     return Prompt(
         id=new_id(), event_id=row.id, source=row.source, person_id=row.person_id,
@@ -161,7 +156,8 @@ def build_prompt(row: Event, candidate: Candidate, facts: dict[str, Any],
                                      postcode_district=person.get("postcode_district"),
                                      organisation=row.organisation),
         sources=[{"label": s.label, "url": s.url} for s in rule.sources],
-        status=candidate.status, contact_at=row.occurred_at, created_at=now, updated_at=now)
+        status=candidate.status, contact_at=row.occurred_at, created_at=now, updated_at=now,
+        evidence=evidence or [], **person_attributes(facts))
 
 
 def decide(row: Event, ruleset: RuleSet, history: Sequence[PastPrompt], catalogue: Catalogue,
@@ -199,7 +195,8 @@ def evaluate_claimed(session: Session, token: str, rows: Sequence[Event], *, rul
                     for p in earlier.prompts_for(row))
         try:
             event, decision = decide(row, ruleset, past, catalogue, max_prompts)
-            prompts = [build_prompt(row, c, dict(event.context.facts), services, now)
+            prompts = [build_prompt(row, c, dict(event.context.facts), services, now,
+                                    decision.evidence.get(c.rule.key))
                        for c in (*decision.shown, *decision.deferred)]
         except abort_on:
             raise

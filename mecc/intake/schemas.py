@@ -14,7 +14,15 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from mecc.clinical.catalogue import CODE_SYSTEMS, SNOMED, Catalogue, FactSpec
+from mecc.clinical.catalogue import (
+    CODE_SYSTEMS,
+    DMD,
+    MEDICATION_SYSTEMS,
+    SNOMED,
+    Catalogue,
+    FactSpec,
+)
+from mecc.clinical.recency import after_contact
 from mecc.intake.pseudonym import is_valid_nhs_number, normalise_nhs_number
 from mecc.platform.fields import (
     IDENT,
@@ -29,10 +37,15 @@ from mecc.platform.fields import (
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_CONDITIONS = 100
+MAX_MEDICATIONS = 100
 MAX_DECLINED_TOPICS = 30
 ODS = validate.Regexp(r"^[A-Za-z0-9]{3,10}$", error="Must be an ODS code (3-10 letters/digits).")
 POSTCODE_DISTRICT = validate.Regexp(
     r"^[A-Za-z]{1,2}[0-9][A-Za-z0-9]?$", error="Must be a postcode district such as M14 or EC1A.")
+# person.display: one line of printable text (no control characters, no line breaks).
+MAX_DISPLAY = 100
+DISPLAY_TEXT = validate.Regexp(r"^[^\x00-\x1f\x7f]*$",
+                               error="Must be one line of text without control characters.")
 SNOMED_CODE = re.compile(r"^[1-9][0-9]{5,17}$")
 ICD10_CODE = re.compile(r"^[A-Za-z][0-9]{2}(\.?[0-9A-Za-z]{1,4})?$")
 
@@ -69,7 +82,24 @@ def _check_nhs_number(value: str) -> None:
         raise ValidationError("Not a valid NHS number (10 digits, modulus-11 check).")
 
 
-AWARE_DATETIME_ERRORS = {
+FACT_DATE_ERROR = ("Must be a date (2026-03-03) or a date-time with a zone offset "
+                   "(2026-03-03T09:30:00+00:00).")
+
+
+def parse_fact_date(value: Any) -> date | datetime:
+    """When a fact was recorded: a date, or a date-time with a zone offset (else ValueError)."""
+    if not isinstance(value, str):
+        raise ValueError(FACT_DATE_ERROR)
+    text = value.strip()
+    if len(text) == 10:
+        return date.fromisoformat(text)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(FACT_DATE_ERROR)
+    return moment
+
+
+AWARE_DATETIME_ERRORS: dict[str, str | list[Any] | dict[Any, Any]] = {
     "invalid": "Not a valid ISO 8601 date-time.",
     "invalid_awareness": "Must include a zone offset, e.g. 2026-11-22T09:30:00+00:00.",
 }
@@ -81,7 +111,7 @@ def build_event_schemas(catalogue: Catalogue) -> type[ma.Schema]:
     derived = sorted(n for n, f in catalogue.facts.items() if not f.is_sent)
     groups = sorted(catalogue.groups)
 
-    class FactsSchema(Schema):
+    class KnownFactsSchema(Schema):
         """Facts known at this contact; leave a fact out when it is not known."""
 
         class Meta:
@@ -112,8 +142,9 @@ def build_event_schemas(catalogue: Catalogue) -> type[ma.Schema]:
             # A null means "not known": it is dropped, never stored as null.
             return {k: v for k, v in data.items() if v is not None}
 
-    FactsSchema = type("Facts", (FactsSchema,),
-                       {name: _fact_field(spec) for name, spec in sent.items()})
+    # One field per fact the catalogue lets events send, named by the fact.
+    facts_schema = type("Facts", (KnownFactsSchema,),
+                        {name: _fact_field(spec) for name, spec in sent.items()})
 
     class StaffSchema(Schema):
         id = StrictString(validate=[validate.Length(max=100), IDENT],
@@ -136,6 +167,13 @@ def build_event_schemas(catalogue: Catalogue) -> type[ma.Schema]:
         ethnicity_group = StrictString(validate=[validate.Length(max=40), SLUG],
                                        metadata={"example": "south_asian"})
         postcode_district = StrictString(validate=POSTCODE_DISTRICT, metadata={"example": "M14"})
+        display = StrictString(
+            allow_none=True, validate=[validate.Length(min=1, max=MAX_DISPLAY), DISPLAY_TEXT],
+            metadata={"description": "The label staff see on their screen for this person. "
+                      "Held only for direct care: returned on prompts and stream messages, "
+                      "never logged, reported or exported, and erased "
+                      "MECC_DISPLAY_RETENTION_HOURS (default 24) after the contact.",
+                      "example": "Ann Example, 54 F, MRN 1234"})
 
         @validates_schema
         def _age_or_birth_date(self, data: dict[str, Any], **_: Any) -> None:
@@ -178,6 +216,14 @@ def build_event_schemas(catalogue: Catalogue) -> type[ma.Schema]:
             if data["system"] != SNOMED and not ICD10_CODE.match(code):
                 raise ValidationError("Not an ICD-10 code (such as E11 or J44.9).", "code")
 
+    class MedicationSchema(Schema):
+        system = StrictString(required=True, validate=one_of(MEDICATION_SYSTEMS),
+                              metadata={"example": DMD})
+        code = StrictString(required=True, validate=validate.Regexp(
+            SNOMED_CODE, error="Not a dm+d / SNOMED CT concept id (6-18 digits)."),
+            metadata={"example": "325278007"})
+        display = fields.String(validate=validate.Length(max=500))
+
     class PreferencesSchema(Schema):
         opted_out = StrictBoolean(load_default=False)
         declined_topics = fields.List(StrictString(validate=SLUG),
@@ -200,9 +246,19 @@ def build_event_schemas(catalogue: Catalogue) -> type[ma.Schema]:
         contact_type = StrictString(validate=one_of(_choices(catalogue, "contact_type")))
         staff = fields.Nested(StaffSchema)
         person = fields.Nested(PersonSchema, required=True)
-        facts = fields.Nested(FactsSchema, load_default=dict)
+        facts = fields.Nested(facts_schema, load_default=dict)
         conditions = fields.List(fields.Nested(ConditionSchema),
                                  validate=validate.Length(max=MAX_CONDITIONS), load_default=list)
+        medications = fields.List(
+            fields.Nested(MedicationSchema), validate=validate.Length(max=MAX_MEDICATIONS),
+            metadata={"description": "Current medicines (dm+d or SNOMED CT codes), mapped to "
+                      "medicine classes such as diabetes and hypertension."})
+        fact_dates = fields.Dict(
+            keys=fields.String(), values=fields.Raw(),
+            metadata={"description": "When each fact was recorded. A fact older than its "
+                      "maximum age at occurred_at is not used (ignored_facts on the event); a "
+                      "fact without a date is taken as current.",
+                      "example": {"hba1c_mmol_mol": "2026-03-03"}})
         preferences = fields.Nested(PreferencesSchema, load_default=lambda: {
             "opted_out": False, "declined_topics": []})
         callback_url = fields.Url(schemes={"https", "http"}, require_tld=False,
@@ -227,13 +283,32 @@ def build_event_schemas(catalogue: Catalogue) -> type[ma.Schema]:
             if isinstance(born, date) and born > on:
                 raise ValidationError(
                     {"person": {"birth_date": ["Must not be after occurred_at."]}})
-            errors: dict[str, Any] = {}
+            errors: dict[int, Any] = {}
             for index, item in enumerate(data.get("conditions") or []):
                 onset = item.get("onset_date")
                 if isinstance(onset, date) and onset > on:
                     errors[index] = {"onset_date": ["Must not be after occurred_at."]}
             if errors:
                 raise ValidationError({"conditions": errors})
+            self._check_fact_dates(data.get("fact_dates") or {}, occurred)
+
+        def _check_fact_dates(self, fact_dates: dict[str, Any], occurred: datetime) -> None:
+            errors: dict[str, list[str]] = {}
+            for name, recorded in fact_dates.items():
+                if name not in sent:
+                    close = difflib.get_close_matches(str(name), list(sent), n=1)
+                    hint = f" Did you mean '{close[0]}'?" if close else ""
+                    errors[str(name)] = [f"Unknown fact.{hint}"]
+                    continue
+                try:
+                    moment = parse_fact_date(recorded)
+                except ValueError:
+                    errors[name] = [FACT_DATE_ERROR]
+                    continue
+                if after_contact(moment, occurred):
+                    errors[name] = ["Must not be after occurred_at."]
+            if errors:
+                raise ValidationError({"fact_dates": errors})
 
         @post_load
         def _normalise(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:

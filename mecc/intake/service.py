@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mecc.admin.keys import Principal
+from mecc.intake.display import label_to_keep
 from mecc.intake.pseudonym import body_fingerprint, person_key
 from mecc.platform.db import utcnow
 from mecc.platform.errors import (
@@ -74,26 +75,14 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def _event_schema(runtime: Runtime) -> ma.Schema:
-    """One schema instance per process, reused for every event.
-
-    Building a marshmallow schema deep-copies its declared fields and those of every nested
-    schema; doing that per event was about 40% of the time spent on a batch (bench/ingest.py).
-    A loaded schema is not changed by load(), so one instance serves every thread.
-    """
-    schema: ma.Schema | None = runtime.extras.get("event_schema_instance")
-    if schema is None:
-        schema = runtime.event_schema()
-        runtime.extras["event_schema_instance"] = schema
-    return schema
-
-
 def validate_event(runtime: Runtime, body: Any) -> dict[str, Any]:
     if not isinstance(body, Mapping):
         raise ValidationFailed("The event must be a JSON object.",
                                errors={"body": ["Must be a JSON object."]})
     try:
-        data: dict[str, Any] = _event_schema(runtime).load(body)
+        # One schema instance per process (Runtime.event_loader), reused for every event and
+        # thread: load() does not change it.
+        data: dict[str, Any] = runtime.event_loader.load(body)
     except ma.ValidationError as exc:
         errors = flatten_errors(exc.messages)
         raise ValidationFailed(describe(errors), errors=errors) from None
@@ -122,6 +111,8 @@ def build_row(runtime: Runtime, principal: Principal, body: Mapping[str, Any],
               data: dict[str, Any]) -> Event:
     person = dict(data["person"])
     nhs_number = person.pop("nhs_number", None)
+    # The display label is held in its own column only, so erasing it leaves no copy behind.
+    display = person.pop("display", None)
     staff = data.get("staff") or {}
     payload = jsonable({**data, "person": person})
     now = utcnow()
@@ -131,11 +122,12 @@ def build_row(runtime: Runtime, principal: Principal, body: Mapping[str, Any],
         organisation=data["organisation"], setting=data["setting"],
         contact_type=data.get("contact_type"), staff_id=staff.get("id"),
         staff_role=staff.get("role"), team=staff.get("team"), person_id=person["id"],
+        person_display=label_to_keep(runtime.settings, display, data["occurred_at"], now),
         person_key=person_key(nhs_number, runtime.settings.pseudonym_key) if nhs_number
         else None,
         occurred_at=data["occurred_at"], received_at=now, payload=payload,
         callback_url=data.get("callback_url") or principal.default_callback_url,
-        api_key_id=principal.key_id, status="queued", next_attempt_at=now + RELAY_GRACE,
+        api_key_id=principal.api_key_id, status="queued", next_attempt_at=now + RELAY_GRACE,
     )
 
 
@@ -274,9 +266,9 @@ def accept_batch(runtime: Runtime, principal: Principal, items: Sequence[Any]) -
                     results[index] = BatchItem(index, "accepted", id=row.id)
                     created.append(row.id)
                 except IntegrityError:
-                    prior = _existing(session, [(row.source, row.event_id)])
+                    stored = _existing(session, [(row.source, row.event_id)])
                     try:
-                        dup = _answer_duplicate(next(iter(prior.values())), row)
+                        dup = _answer_duplicate(next(iter(stored.values())), row)
                         results[index] = BatchItem(index, "duplicate", id=dup.id)
                     except Conflict as exc:
                         results[index] = BatchItem(index, "rejected", problem=exc)

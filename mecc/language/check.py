@@ -1,37 +1,36 @@
 """Rule expressions, step 2: type-check a parsed expression against the catalogue and build it.
 
-Pure domain code. One walk over the lark tree from `rules_syntax` (already bounded in size and
+Pure domain code. One walk over the lark tree from `syntax` (already bounded in size and
 depth, so recursion here is safe) checks every name, function and operand type, collects every
-diagnostic it can (not just the first), and assembles the evaluator closures from `rules_eval`.
+diagnostic it can (not just the first), and assembles the evaluator closures from `evaluate`.
+Function calls are checked in `functions`.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from lark import Token, Tree
 
 from mecc.clinical.catalogue import Catalogue
 from mecc.language import evaluate as ev
+from mecc.language.functions import FUNCTIONS, LITERALS, SIGNATURES, check_call
 from mecc.language.nodes import EMPTY, NO_VALUE, ORDERING, Leaf, Node, join_all, join_any, negate
-from mecc.language.syntax import Diagnostic, position_at
+from mecc.language.syntax import (
+    Diagnostic,
+    did_you_mean,
+    first_token,
+    position_at,
+    subtree,
+    subtrees,
+)
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-FUNCTIONS = {"known": 1, "has_condition": 1, "diagnosed_within_days": 2, "condition_count": 0}
-SIGNATURES = {
-    "known": "known('fact')",
-    "has_condition": "has_condition('group')",
-    "diagnosed_within_days": "diagnosed_within_days('group', days)",
-    "condition_count": "condition_count()",
-}
 _NOUNS = {"int": "a number", "double": "a number", "string": "text", "bool": "true or false"}
 _PLURALS = {"int": "numbers", "double": "numbers", "string": "text values",
             "bool": "true/false values"}
 _LOGIC = frozenset({"and_", "or_", "not_", "true", "false"})
-_LITERALS = frozenset({"int_", "double", "string", "true", "false", "neg"})
 _ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "r": "\r", "t": "\t"}
 
 
@@ -46,8 +45,8 @@ class Checked:
     required_any: frozenset[frozenset[str]] = frozenset()
 
 
-def check_tree(tree: Tree, source: str, catalogue: Catalogue) -> Checked:
-    checker = _Checker(source, catalogue)
+def check_tree(tree: Tree[Token], source: str, catalogue: Catalogue) -> Checked:
+    checker = Checker(source, catalogue)
     root = checker.condition(tree, "the condition")
     if checker.diagnostics or root.type == "error":
         return Checked(None, checker.diagnostics)
@@ -58,34 +57,19 @@ def check_tree(tree: Tree, source: str, catalogue: Catalogue) -> Checked:
     )
 
 
-def _token(tree: Tree, index: int = 0) -> Token:
-    child = tree.children[index]
-    assert isinstance(child, Token)
-    return child
-
-
-def _unparen(tree: Tree) -> Tree:
+def _unparen(tree: Tree[Token]) -> Tree[Token]:
     while tree.data == "paren":
-        tree = tree.children[0]
+        tree = subtree(tree, 0)
     return tree
 
 
-def _is_relation(tree: Tree | Token) -> bool:
+def _is_relation(tree: Tree[Token] | Token) -> bool:
     return isinstance(tree, Tree) and tree.data in ("compare", "in_")
 
 
-def _did_you_mean(word: str, candidates: Iterable[str], quote: bool = False) -> str | None:
-    """The closest candidates (all of them when equally close: diabetes_type1 or _type2)."""
-    matches = difflib.get_close_matches(word, sorted(candidates), n=3, cutoff=0.6)
-    if not matches:
-        return None
-    best = difflib.SequenceMatcher(None, matches[0], word).ratio()
-    tied = sorted(m for m in matches if difflib.SequenceMatcher(None, m, word).ratio() == best)
-    shown = [f"'{m}'" if quote else m for m in tied]
-    return f"did you mean {' or '.join(shown)}?"
+class Checker:
+    """One walk over one expression: the diagnostics, and the facts and groups it reads."""
 
-
-class _Checker:
     def __init__(self, source: str, catalogue: Catalogue) -> None:
         self.source = source
         self.catalogue = catalogue
@@ -96,7 +80,7 @@ class _Checker:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def error(self, at: Tree | Token, message: str, hint: str | None = None) -> Node:
+    def error(self, at: Tree[Token] | Token, message: str, hint: str | None = None) -> Node:
         if isinstance(at, Token):
             line, column = at.line or 1, at.column or 1
         else:
@@ -104,7 +88,7 @@ class _Checker:
         self.diagnostics.append(Diagnostic(line, column, message, hint))
         return Node("error", at if isinstance(at, Tree) else Tree("error", []))
 
-    def text(self, at: Tree | Token, limit: int = 40) -> str:
+    def text(self, at: Tree[Token] | Token, limit: int = 40) -> str:
         if isinstance(at, Token):
             start, end = at.start_pos or 0, at.end_pos or 0
         else:
@@ -117,7 +101,7 @@ class _Checker:
 
     # --- conditions (operands of && || ! and the whole expression) -------------------------
 
-    def condition(self, tree: Tree, role: str, hint: str | None = None) -> Node:
+    def condition(self, tree: Tree[Token], role: str, hint: str | None = None) -> Node:
         """A node in a place that needs true or false; a leaf for explain() unless && || !."""
         node = self.expr(tree)
         if node.type == "error":
@@ -143,12 +127,12 @@ class _Checker:
             return f"compare it with one of its values, e.g. {spec.name} == '{spec.values[0]}'"
         return f"compare it with a value, e.g. {spec.name} == '...'"
 
-    def logic(self, whole: Tree) -> Node:
+    def logic(self, whole: Tree[Token]) -> Node:
         op, tree = whole.data, whole
-        operands: list[Tree] = []
+        operands: list[Tree[Token]] = []
         while tree.data == op:  # a && b && c arrives as ((a && b) && c): flatten it
-            operands.append(tree.children[2])
-            tree = tree.children[0]
+            operands.append(subtree(tree, 2))
+            tree = subtree(tree, 0)
         operands.append(tree)
         operands.reverse()
         role = "each side of '&&'" if op == "and_" else "each side of '||'"
@@ -157,10 +141,10 @@ class _Checker:
             return Node("error", whole)
         return join_all(whole, nodes) if op == "and_" else join_any(whole, nodes)
 
-    def negation(self, tree: Tree) -> Node:
+    def negation(self, tree: Tree[Token]) -> Node:
         # `!bmi > 30` is `(!bmi) > 30`, as in CEL: the usual slip, hence the hint.
         operand = self.condition(
-            tree.children[1], "the operand of '!'",
+            subtree(tree, 1), "the operand of '!'",
             "'!' applies to what follows it; to negate a comparison write !(a > b)")
         if operand.type == "error":
             return operand
@@ -168,10 +152,10 @@ class _Checker:
 
     # --- expressions -----------------------------------------------------------------------
 
-    def expr(self, tree: Tree) -> Node:
+    def expr(self, tree: Tree[Token]) -> Node:
         kind = tree.data
         if kind == "paren":
-            return self.expr(tree.children[0])
+            return self.expr(subtree(tree, 0))
         if kind in ("and_", "or_"):
             return self.logic(tree)
         if kind == "not_":
@@ -183,13 +167,13 @@ class _Checker:
         if kind == "ident":
             return self.identifier(tree)
         if kind == "call":
-            return self.call(tree)
+            return check_call(self, tree)
         if kind == "list":
             return self.error(tree, "a list can only be used after 'in'",
                               "e.g. ethnicity_group in ['chinese', 'white']")
         return self.literal(tree)
 
-    def literal(self, tree: Tree) -> Node:
+    def literal(self, tree: Tree[Token]) -> Node:
         kind = tree.data
         if kind in ("true", "false"):
             value = kind == "true"
@@ -197,7 +181,7 @@ class _Checker:
                         true_needs=EMPTY if value else None, false_needs=None if value else EMPTY)
         if kind == "neg":
             return self.negative(tree)
-        token = _token(tree)
+        token = first_token(tree)
         if kind == "string":
             text = self.string(token)
             if text is None:
@@ -205,7 +189,7 @@ class _Checker:
             return Node("string", tree, ev.constant(text), const=text)
         return self.number(tree, kind, token.value, negative=False)
 
-    def number(self, tree: Tree, kind: str, text: str, negative: bool) -> Node:
+    def number(self, tree: Tree[Token], kind: str, text: str, negative: bool) -> Node:
         if kind == "int_":
             # Longer than any int64 (and keeps int() away from its digit limit).
             value = int(text) if len(text) <= 20 else INT64_MAX + 1
@@ -218,15 +202,15 @@ class _Checker:
             return self.error(tree, "number out of range")
         return Node("double", tree, ev.constant(number), const=number)
 
-    def negative(self, tree: Tree) -> Node:
+    def negative(self, tree: Tree[Token]) -> Node:
         operand = tree.children[1]
         if isinstance(operand, Tree) and operand.data in ("int_", "double"):
-            return self.number(tree, operand.data, _token(operand).value, negative=True)
+            return self.number(tree, operand.data, first_token(operand).value, negative=True)
         return self.error(tree, "'-' can only be written before a number, e.g. -1",
                           "arithmetic is not part of the rule language")
 
     def string(self, token: Token) -> str | None:
-        body = token.value[1:-1]
+        body: str = token.value[1:-1]
         if "\\" not in body:
             return body
         out, i = [], 0
@@ -247,8 +231,8 @@ class _Checker:
             i += 2
         return "".join(out)
 
-    def identifier(self, tree: Tree) -> Node:
-        name = _token(tree).value
+    def identifier(self, tree: Tree[Token]) -> Node:
+        name = first_token(tree).value
         spec = self.catalogue.facts.get(name)
         if spec is not None:
             self.facts.add(name)
@@ -270,17 +254,17 @@ class _Checker:
             return self.error(tree, f"unknown fact '{name}' ({name} is a condition group)",
                               f"write has_condition('{name}')")
         return self.error(tree, f"unknown fact '{name}'",
-                          _did_you_mean(name, self.catalogue.facts))
+                          did_you_mean(name, self.catalogue.facts))
 
     # --- comparisons -----------------------------------------------------------------------
 
-    def chained(self, tree: Tree) -> Node | None:
+    def chained(self, tree: Tree[Token]) -> Node | None:
         """The `a <= b <= c` error, or None when the comparison is not chained."""
         if not _is_relation(tree.children[0]):
             return None
-        while _is_relation(tree.children[0].children[0]):
-            tree = tree.children[0]  # report the first chain in `a < b < c < d`
-        inner, op, right = tree.children
+        while _is_relation(subtree(tree, 0).children[0]):
+            tree = subtree(tree, 0)  # report the first chain in `a < b < c < d`
+        inner, op, right = subtree(tree, 0), first_token(tree, 1), subtree(tree, 2)
         hint = None
         if inner.data == "compare":
             a, op1, b = inner.children
@@ -288,12 +272,11 @@ class _Checker:
                     f"{self.text(b)} {op} {self.text(right)}")
         return self.error(op, "chained comparison; write a <= b && b <= c", hint)
 
-    def comparison(self, tree: Tree) -> Node:
+    def comparison(self, tree: Tree[Token]) -> Node:
         chain = self.chained(tree)
         if chain is not None:
             return chain
-        left_tree, _, right_tree = tree.children
-        op = _token(tree, 1).value
+        left_tree, op, right_tree = subtree(tree, 0), first_token(tree, 1).value, subtree(tree, 2)
         left, right = self.expr(left_tree), self.expr(right_tree)
         if left.type == "error" or right.type == "error":
             return Node("error", tree)
@@ -348,14 +331,14 @@ class _Checker:
             return True
         allowed = ", ".join(f"'{v}'" for v in spec.values)
         self.error(literal.tree, f"'{literal.const}' is not a value of {spec.name}; "
-                   f"allowed: {allowed}", _did_you_mean(literal.const, spec.values, quote=True))
+                   f"allowed: {allowed}", did_you_mean(literal.const, spec.values, quote=True))
         return False
 
-    def membership(self, tree: Tree) -> Node:
+    def membership(self, tree: Tree[Token]) -> Node:
         chain = self.chained(tree)
         if chain is not None:
             return chain
-        left_tree, _, right_tree = tree.children
+        left_tree, right_tree = subtree(tree, 0), subtree(tree, 2)
         left = self.expr(left_tree)
         list_tree = _unparen(right_tree)
         if list_tree.data != "list":
@@ -365,7 +348,7 @@ class _Checker:
                            f"{self.describe(right)}",
                            "e.g. ethnicity_group in ['chinese', 'white']")
             return Node("error", tree)
-        items = [self.list_item(t) for t in list_tree.children]
+        items = [self.list_item(t) for t in subtrees(list_tree)]
         if left.type == "error" or any(item.type == "error" for item in items):
             return Node("error", tree)
         if items:
@@ -389,93 +372,11 @@ class _Checker:
         needs = left.known_needs
         return Node("bool", tree, evaluator, true_needs=needs, false_needs=needs)
 
-    def list_item(self, tree: Tree) -> Node:
-        if tree.data in _LITERALS:
+    def list_item(self, tree: Tree[Token]) -> Node:
+        if tree.data in LITERALS:
             return self.literal(tree)
         node = self.expr(tree)  # still checked, so its own mistakes are reported too
         if node.type == "error":
             return node
         return self.error(tree, "list items must be values written in the rule "
                           "(numbers, text, true or false)")
-
-    # --- functions -------------------------------------------------------------------------
-
-    def call(self, tree: Tree) -> Node:
-        name_token = _token(tree)
-        args: list[Tree] = tree.children[1:]
-        name = name_token.value
-        if name not in FUNCTIONS:
-            if name in self.catalogue.facts:
-                return self.error(name_token, f"{name} is a fact, not a function",
-                                  f"write {name} without brackets")
-            hint = _did_you_mean(name, FUNCTIONS) or (
-                "the functions are " + ", ".join(SIGNATURES.values()))
-            return self.error(name_token, f"unknown function '{name}'", hint)
-        arity = FUNCTIONS[name]
-        if len(args) != arity:
-            plural = "argument" if arity == 1 else "arguments"
-            return self.error(name_token,
-                              f"{name}() takes {arity} {plural}, got {len(args)}",
-                              f"write {SIGNATURES[name]}")
-        return _FUNCTION_CHECKERS[name](self, tree, args)
-
-    def quoted_name(self, function: str, tree: Tree, what: str,
-                    names: Iterable[str]) -> str | None:
-        """The string-literal argument of known() / has_condition(), checked against names."""
-        names = list(names)
-        if tree.data != "string":
-            hint = f"write {SIGNATURES[function]}"
-            if tree.data == "ident":
-                hint = f"write {function}('{_token(tree).value}')"
-            self.error(tree, f"{function}() takes a {what} name in quotes", hint)
-            return None
-        value = self.string(_token(tree))
-        if value is None:
-            return None
-        if value not in names:
-            self.error(tree, f"unknown {what} '{value}'", _did_you_mean(value, names, quote=True))
-            return None
-        return value
-
-    def known_call(self, tree: Tree, args: list[Tree]) -> Node:
-        fact = self.quoted_name("known", args[0], "fact", self.catalogue.facts)
-        if fact is None:
-            return Node("error", tree)
-        self.facts.add(fact)
-        return Node("bool", tree, ev.fact_known(fact), true_needs=frozenset({fact}),
-                    negated=ev.fact_unknown(fact))
-
-    def has_condition_call(self, tree: Tree, args: list[Tree]) -> Node:
-        group = self.quoted_name("has_condition", args[0], "condition group",
-                                 self.catalogue.groups)
-        if group is None:
-            return Node("error", tree)
-        self.groups.add(group)
-        return Node("bool", tree, ev.has_condition(group), negated=ev.lacks_condition(group))
-
-    def diagnosed_within_days_call(self, tree: Tree, args: list[Tree]) -> Node:
-        group = self.quoted_name("diagnosed_within_days", args[0], "condition group",
-                                 self.catalogue.groups)
-        days_tree = args[1]
-        days = self.literal(days_tree) if days_tree.data in _LITERALS else None
-        if days is None or days.type not in ("int", "error"):
-            return self.error(days_tree, "the number of days must be a whole number written "
-                              "in the rule", "e.g. diagnosed_within_days('copd', 365)")
-        if days.type == "error" or group is None:
-            return Node("error", tree)
-        if days.const < 0:
-            return self.error(days_tree, "the number of days must be 0 or more")
-        self.groups.add(group)
-        return Node("bool", tree, ev.diagnosed_within_days(group, days.const))
-
-    def condition_count_call(self, tree: Tree, args: list[Tree]) -> Node:
-        return Node("int", tree, ev.condition_count(self.catalogue.ltc_groups),
-                    counts_conditions=True)
-
-
-_FUNCTION_CHECKERS: dict[str, Callable[[_Checker, Tree, list[Tree]], Node]] = {
-    "known": _Checker.known_call,
-    "has_condition": _Checker.has_condition_call,
-    "diagnosed_within_days": _Checker.diagnosed_within_days_call,
-    "condition_count": _Checker.condition_count_call,
-}

@@ -150,9 +150,10 @@ def fact_between(name: str, low: Any, low_inclusive: bool, high: Any,
             if value is None:
                 return None
             try:
-                return low <= value <= high
+                within: bool = low <= value <= high  # a name, not a call: this is the hot loop
             except TypeError:
                 return None
+            return within
         return ev
     above = operator.ge if low_inclusive else operator.gt
     below = operator.le if high_inclusive else operator.lt
@@ -162,9 +163,10 @@ def fact_between(name: str, low: Any, low_inclusive: bool, high: Any,
         if value is None:
             return None
         try:
-            return above(value, low) and below(value, high)
+            within: bool = above(value, low) and below(value, high)
         except TypeError:
             return None
+        return within
     return ev_general
 
 
@@ -290,6 +292,20 @@ def has_condition(group: str) -> Evaluator:
     # The condition list is the record: a group that is not there is absent, not unknown.
     def ev(ctx: EvalContext) -> bool:
         return group in ctx.conditions
+    return ev
+
+
+def on_medicine(medicine_class: str) -> Evaluator:
+    # Like the condition list, the medication list is the record: a class not there is absent.
+    def ev(ctx: EvalContext) -> bool:
+        return medicine_class in ctx.medicines
+    return ev
+
+
+def not_on_medicine(medicine_class: str) -> Evaluator:
+    """`!on_medicine('class')`."""
+    def ev(ctx: EvalContext) -> bool:
+        return medicine_class not in ctx.medicines
     return ev
 
 

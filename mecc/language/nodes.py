@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lark import Tree
+from lark import Token, Tree
 
 from mecc.clinical.catalogue import FactSpec
 from mecc.language import evaluate as ev
@@ -34,7 +34,7 @@ class Node:
     """A checked sub-expression: its type, evaluator and what the indexer needs to know."""
 
     type: str  # int | double | string | bool | error
-    tree: Tree
+    tree: Tree[Token]
     evaluator: ev.Evaluator = ev.constant(None)
     const: Any = NO_VALUE  # the value, when the node is a literal or folded constant
     fact: str | None = None  # set when the node is a bare fact name
@@ -81,7 +81,7 @@ class Leaf:
     evaluator: ev.Evaluator
 
 
-def join_all(tree: Tree, nodes: list[Node]) -> Node:
+def join_all(tree: Tree[Token], nodes: list[Node]) -> Node:
     """`a && b && ...`: true needs what any operand needs to be true; false, what all do."""
     return Node("bool", tree, _join(_merge_ranges(nodes), ev.and_with_test, ev.all_of),
                 true_needs=_union([n.true_needs for n in nodes]),
@@ -90,7 +90,7 @@ def join_all(tree: Tree, nodes: list[Node]) -> Node:
                 false_clauses=_any_clauses([n.false_clauses for n in nodes]))
 
 
-def join_any(tree: Tree, nodes: list[Node]) -> Node:
+def join_any(tree: Tree[Token], nodes: list[Node]) -> Node:
     """`a || b || ...`: true needs what all operands need to be true; false, what any does."""
     parts = [(n.evaluator, n.test) for n in nodes]
     return Node("bool", tree, _join(parts, ev.or_with_test, ev.any_of),
@@ -100,7 +100,7 @@ def join_any(tree: Tree, nodes: list[Node]) -> Node:
                 false_clauses=_all_clauses([n.false_clauses for n in nodes]))
 
 
-def negate(tree: Tree, operand: Node) -> Node:
+def negate(tree: Tree[Token], operand: Node) -> Node:
     """`!a`: true when a is false, so it needs what a needs to be false (and vice versa)."""
     return Node("bool", tree, operand.negated or ev.negate(operand.evaluator),
                 true_needs=operand.false_needs, false_needs=operand.true_needs,

@@ -8,6 +8,8 @@ See docs/rule-language.md for the language itself.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -106,13 +108,43 @@ _CHAR_HINTS = {
 }
 
 
+def first_token(tree: Tree[Token], index: int = 0) -> Token:
+    """The token at `index` among a tree's children (a name, a literal's text, an operator)."""
+    child = tree.children[index]
+    assert isinstance(child, Token)
+    return child
+
+
+def subtree(tree: Tree[Token], index: int) -> Tree[Token]:
+    """The sub-expression at `index` among a tree's children (the grammar puts one there)."""
+    child = tree.children[index]
+    assert isinstance(child, Tree)
+    return child
+
+
+def subtrees(tree: Tree[Token]) -> list[Tree[Token]]:
+    """A list's items, a call's arguments: every child that is a sub-expression."""
+    return [child for child in tree.children if isinstance(child, Tree)]
+
+
+def did_you_mean(word: str, candidates: Iterable[str], quote: bool = False) -> str | None:
+    """The closest candidates (all of them when equally close: diabetes_type1 or _type2)."""
+    matches = difflib.get_close_matches(word, sorted(candidates), n=3, cutoff=0.6)
+    if not matches:
+        return None
+    best = difflib.SequenceMatcher(None, matches[0], word).ratio()
+    tied = sorted(m for m in matches if difflib.SequenceMatcher(None, m, word).ratio() == best)
+    shown = [f"'{m}'" if quote else m for m in tied]
+    return f"did you mean {' or '.join(shown)}?"
+
+
 def position_at(source: str, offset: int) -> tuple[int, int]:
     """1-based line and column of a character offset (the end of the text is allowed)."""
     line = source.count("\n", 0, offset) + 1
     return line, offset - (source.rfind("\n", 0, offset) + 1) + 1
 
 
-def parse_expression(source: str) -> Tree | list[Diagnostic]:
+def parse_expression(source: str) -> Tree[Token] | list[Diagnostic]:
     """Parse and bound-check an expression: its tree, or the diagnostics that stop it."""
     if len(source) > MAX_LENGTH:
         line, column = position_at(source, MAX_LENGTH)
@@ -128,10 +160,10 @@ def parse_expression(source: str) -> Tree | list[Diagnostic]:
     return _check_size(tree)
 
 
-def _check_size(tree: Tree) -> Tree | list[Diagnostic]:
+def _check_size(tree: Tree[Token]) -> Tree[Token] | list[Diagnostic]:
     # Iterative on purpose: the tree may be thousands of levels deep at this point.
     count = 0
-    stack: list[tuple[Tree, int]] = [(tree, 1)]
+    stack: list[tuple[Tree[Token], int]] = [(tree, 1)]
     while stack:
         node, depth = stack.pop()
         count += 1
@@ -185,7 +217,10 @@ def _bad_token(source: str, exc: UnexpectedToken) -> Diagnostic:
     # accepts() replays the parser to list what could really come next; `expected` alone also
     # lists tokens of default reductions, which would make the hint misleading.
     parser = exc.interactive_parser
-    expected = set(parser.accepts()) if parser is not None else set(exc.expected)
+    expected = set(exc.expected)
+    if parser is not None:
+        # lark leaves accepts() unannotated; it returns the names of the acceptable tokens.
+        expected = set(parser.accepts())  # type: ignore[no-untyped-call]
     hint = _describe_expected(expected)
     if token.type == "$END":
         line, column = position_at(source, len(source))

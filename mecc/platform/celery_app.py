@@ -12,40 +12,27 @@ Why each option (QUALITY.md, Reliability):
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery, Task
 from flask import Flask
 
-from mecc.platform.settings import SettingsError, _int
-
-VISIBILITY_TIMEOUT = 300
-TASK_TIME_LIMIT = 60
+from mecc.platform import task_names
+from mecc.platform.settings import BROKER_VISIBILITY_TIMEOUT, Settings
 
 
-def task_time_limit(env: Mapping[str, str] | None = None) -> int:
-    """The hard time limit (MECC_TASK_TIME_LIMIT, default 60 s; fault runs lower it).
-
-    It must stay below the evaluation lease, or a slow but live task could be overtaken by a
-    second claim of the same events.
-    """
-    from mecc.evaluation.pipeline import evaluation_lease
-
-    env = os.environ if env is None else env
-    limit = _int(env, "MECC_TASK_TIME_LIMIT", TASK_TIME_LIMIT, 1, VISIBILITY_TIMEOUT - 1)
-    lease = evaluation_lease(env).total_seconds()
-    if lease <= limit:
-        raise SettingsError(f"MECC_EVALUATION_LEASE_SECONDS ({lease:.0f}) must be longer than "
-                            f"the task time limit MECC_TASK_TIME_LIMIT ({limit})")
-    return limit
+def display_sweep_seconds(settings: Settings) -> float:
+    """Seconds between erasure sweeps of person.display: a quarter of the retention window,
+    1 s to 5 min, so a label outlives its window by at most that."""
+    return min(300.0, max(1.0, settings.display_retention_hours * 3600 / 4))
 
 
-def celery_config(broker_url: str) -> dict[str, Any]:
-    limit = task_time_limit()
+def celery_config(settings: Settings) -> dict[str, Any]:
+    # MECC_TASK_TIME_LIMIT (default 60 s; fault runs lower it): Settings has checked that it
+    # is below the evaluation lease and the visibility timeout.
+    limit = settings.task_time_limit
     return {
-        "broker_url": broker_url,
+        "broker_url": settings.effective_broker_url,
         "result_backend": None,
         "task_ignore_result": True,
         "task_acks_late": True,
@@ -57,7 +44,7 @@ def celery_config(broker_url: str) -> dict[str, Any]:
         "accept_content": ["json"],
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
-            "visibility_timeout": VISIBILITY_TIMEOUT,
+            "visibility_timeout": BROKER_VISIBILITY_TIMEOUT,
             "socket_connect_timeout": 2,
             # Bounds how long a request can wait on a broker that accepts but never
             # answers (once: the publisher's breaker then skips it for 5 s).
@@ -72,15 +59,19 @@ def celery_config(broker_url: str) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
         "beat_schedule": {
-            "relay-events": {"task": "mecc.relay_events", "schedule": 5.0},
+            "relay-events": {"task": task_names.RELAY_EVENTS, "schedule": 5.0},
             # Sends due webhook retries; a sweep message older than its interval is dropped.
-            "deliver-webhooks": {"task": "mecc.deliver_webhooks", "schedule": 5.0,
+            "deliver-webhooks": {"task": task_names.DELIVER_WEBHOOKS, "schedule": 5.0,
                                  "options": {"expires": 5.0}},
+            # person.display is erased this often (a quarter of its retention, at most 5 min).
+            "erase-display-labels": {"task": task_names.ERASE_DISPLAY_LABELS,
+                                     "schedule": display_sweep_seconds(settings),
+                                     "options": {"expires": display_sweep_seconds(settings)}},
         },
     }
 
 
-def celery_init_app(app: Flask) -> Celery:
+def celery_init_app(app: Flask, settings: Settings) -> Celery:
     """A Celery app whose tasks run inside this Flask app's context."""
 
     class FlaskTask(Task):  # type: ignore[misc]
@@ -90,9 +81,8 @@ def celery_init_app(app: Flask) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
-    settings = app.extensions["mecc"].settings
     celery = Celery(app.name, task_cls=FlaskTask)
-    celery.config_from_object(celery_config(settings.effective_broker_url))
+    celery.config_from_object(celery_config(settings))
     celery.set_default()
     app.extensions["celery"] = celery
     return celery

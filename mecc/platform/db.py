@@ -9,10 +9,16 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, Engine, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+# Only errors a retry can cure: the database or a connection was briefly unavailable. The
+# evaluate task retries on these, and work claimed before one is given back (released).
+TRANSIENT: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout,
+                                          ConnectionError, TimeoutError)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -6,6 +6,11 @@ import os
 
 from prometheus_client import multiprocess
 
+from mecc.platform.settings import Settings
+
+# The same Settings the app reads (MECC_* variables): a bad value stops gunicorn here, clearly.
+_settings = Settings.from_env()
+
 # gevent: a staff screen holds its Server-Sent Events stream open all day, and a greenlet per
 # connection costs kilobytes where a thread costs a stack and a share of the GIL. Measured by
 # bench/push.py on this 2-core machine (bench/RESULTS.md, "Push"): one gevent process delivered
@@ -15,9 +20,9 @@ from prometheus_client import multiprocess
 # app loads; redis-py and psycopg 3 (>= 3.1.14 detects the patching; checked: 5 concurrent
 # pg_sleep(1) take 1.07 s) then yield while they wait. MECC_GUNICORN_WORKER_CLASS=gthread
 # switches back.
-worker_class = os.environ.get("MECC_GUNICORN_WORKER_CLASS", "gevent")
-worker_connections = int(os.environ.get("MECC_GUNICORN_WORKER_CONNECTIONS", "4000"))
-threads = int(os.environ.get("MECC_GUNICORN_THREADS", "16"))
+worker_class = _settings.gunicorn_worker_class
+worker_connections = _settings.gunicorn_worker_connections
+threads = _settings.gunicorn_threads
 timeout = 60
 graceful_timeout = 10
 keepalive = 5

@@ -11,6 +11,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -42,16 +43,20 @@ QUEUE_DEPTH = Gauge("mecc_queue_depth", "Events waiting for evaluation",
 WEBHOOK_FAILURES = Counter("mecc_webhook_failures_total", "Failed webhook attempts", ["reason"])
 
 # Fields that may carry health data never reach a log line, whatever a caller passes.
-_FORBIDDEN = frozenset({"facts", "nhs_number", "person", "body", "payload", "conditions", "note"})
+_FORBIDDEN = frozenset({"facts", "nhs_number", "person", "body", "payload", "conditions", "note",
+                        "display", "person_display"})
 
 
-def _drop_health_data(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+EventDict = MutableMapping[str, Any]
+
+
+def _drop_health_data(_: Any, __: str, event_dict: EventDict) -> EventDict:
     for key in _FORBIDDEN & event_dict.keys():
         event_dict[key] = "[redacted]"
     return event_dict
 
 
-def _request_id(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _request_id(_: Any, __: str, event_dict: EventDict) -> EventDict:
     try:
         rid = g.get("request_id")
     except RuntimeError:  # outside a request: worker, CLI
@@ -62,7 +67,7 @@ def _request_id(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
 
 
 def configure_logging(level: str = "INFO") -> None:
-    shared = [
+    shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

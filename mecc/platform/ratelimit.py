@@ -44,11 +44,12 @@ def _exempt() -> bool:
     return request.path.startswith(EXEMPT_PREFIXES)
 
 
-def init_rate_limits(app: Flask, settings: Settings) -> Limiter | None:
-    if settings.rate_limit.lower() in ("", "off", "none"):
-        return None
+def init_rate_limits(app: Flask, settings: Settings) -> Limiter:
+    """The limiter; MECC_RATE_LIMIT=off turns off the per-key API limit only, never the limits
+    on sign-in attempts (mecc.views.people)."""
+    off = settings.rate_limit.lower() in ("", "off", "none")
     return Limiter(
-        key_func=_client_key, app=app, default_limits=[settings.rate_limit],
+        key_func=_client_key, app=app, default_limits=[] if off else [settings.rate_limit],
         default_limits_exempt_when=_exempt, storage_uri=settings.redis_url,
         storage_options={"socket_connect_timeout": 1, "socket_timeout": 1},
         strategy="fixed-window", swallow_errors=True, in_memory_fallback_enabled=True,

@@ -15,10 +15,11 @@ from mecc.admin.audit import record
 from mecc.admin.keys import Principal
 from mecc.delivery import push
 from mecc.evaluation.pipeline import push_message
-from mecc.intake.read import iso, prompt_dict
+from mecc.intake.read import iso, prompt_dicts
 from mecc.platform.db import utcnow
 from mecc.platform.errors import NotFound, ValidationFailed
 from mecc.platform.runtime import Runtime
+from mecc.referrals.lifecycle import open_referral
 from mecc.store.models import Prompt, PromptOutcome
 from mecc.store.models import Service as ServiceRow
 
@@ -73,9 +74,10 @@ def list_prompts(runtime: Runtime, principal: Principal, args: Mapping[str, Any]
     query = query.order_by(Prompt.created_at.desc(), Prompt.id.desc()).limit(limit + 1)
     with runtime.db.session() as session:
         rows = list(session.scalars(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return {"items": [prompt_dict(p) for p in rows],
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = prompt_dicts(session, rows)
+    return {"items": items,
             "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None}
 
 
@@ -94,7 +96,7 @@ def _outcome_dict(o: PromptOutcome) -> dict[str, Any]:
 def prompt_with_history(session: Any, prompt: Prompt) -> dict[str, Any]:
     outcomes = session.scalars(select(PromptOutcome).where(PromptOutcome.prompt_id == prompt.id)
                                .order_by(PromptOutcome.id))
-    return {**prompt_dict(prompt), "outcomes": [_outcome_dict(o) for o in outcomes]}
+    return {**prompt_dicts(session, [prompt])[0], "outcomes": [_outcome_dict(o) for o in outcomes]}
 
 
 def get_prompt(runtime: Runtime, principal: Principal, prompt_id: str) -> dict[str, Any]:
@@ -108,17 +110,22 @@ def record_outcome(runtime: Runtime, principal: Principal, prompt_id: str,
     with runtime.db.session() as session:
         prompt = _visible(session, principal, prompt_id)
         service_id = body.get("service_id")
-        if service_id is not None and session.get(ServiceRow, service_id) is None:
+        service = session.get(ServiceRow, service_id) if service_id is not None else None
+        if service_id is not None and service is None:
             raise ValidationFailed("Unknown service.",
                                    errors={"service_id": ["No service with this id."]})
         now = utcnow()
-        session.add(PromptOutcome(prompt_id=prompt.id, outcome=body["outcome"],
-                                  staff_id=body.get("staff_id"), service_id=service_id,
-                                  note=body.get("note"), recorded_at=now,
-                                  recorded_by=principal.key_id))
+        outcome = PromptOutcome(prompt_id=prompt.id, outcome=body["outcome"],
+                                staff_id=body.get("staff_id"), service_id=service_id,
+                                note=body.get("note"), recorded_at=now,
+                                recorded_by=principal.key_id)
+        session.add(outcome)
+        if body["outcome"] == "referred" and service is not None:
+            # A referral to a named service is followed to its close (mecc.referrals).
+            open_referral(session, prompt, outcome, service, actor=principal.actor, now=now)
         prompt.status = body["outcome"]
         prompt.updated_at = now
-        record(session, actor=f"key:{principal.key_id}", entity="prompt", key=prompt.id,
+        record(session, actor=principal.actor, entity="prompt", key=prompt.id,
                action="outcome_recorded",
                detail={"outcome": body["outcome"], "staff_id": body.get("staff_id"),
                        "service_id": service_id})
@@ -127,5 +134,6 @@ def record_outcome(runtime: Runtime, principal: Principal, prompt_id: str,
         session.add(message)
         session.commit()
         result = prompt_with_history(session, prompt)
-    push.announce(runtime, [push.message_dict(message, prompt_dict(prompt))])
+    shown = {k: v for k, v in result.items() if k != "outcomes"}  # notes stay off the stream
+    push.announce(runtime, [push.message_dict(message, shown)])
     return result

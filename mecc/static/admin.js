@@ -1,12 +1,12 @@
-/* Administrators' pages: a small kit shared by /admin/rules and /reports (API key, fetch,
+/* Administrators' pages: a small kit shared by /admin/rules and /reports (session, fetch,
    DOM and SVG helpers, bar charts), then the rule editor. No framework, no build step.
 
-   The API key lives in sessionStorage (this tab only) and goes out as a Bearer header. Text
+   Only signed-in people are served these pages. Calls to the API carry the session cookie and
+   the page's CSRF token (X-CSRFToken); no key is ever typed into or kept by the page. Text
    from the API is only ever inserted with textContent, never parsed as HTML. */
 (function () {
   "use strict";
 
-  var KEY_STORAGE = "mecc.apiKey";
   var SVG_NS = "http://www.w3.org/2000/svg";
   var uid = 0;
 
@@ -54,14 +54,10 @@
     if (kind) node.setAttribute("data-kind", kind); else node.removeAttribute("data-kind");
   }
 
-  function getKey() {
-    try { return window.sessionStorage.getItem(KEY_STORAGE) || ""; } catch (e) { return ""; }
-  }
-  function setKey(key) {
-    try { window.sessionStorage.setItem(KEY_STORAGE, key); } catch (e) { /* private mode */ }
-  }
-  function forgetKey() {
-    try { window.sessionStorage.removeItem(KEY_STORAGE); } catch (e) { /* private mode */ }
+  // The session's CSRF token, rendered into the page by the server (admin_base.html).
+  function csrfToken() {
+    var meta = document.querySelector("meta[name='csrf-token']");
+    return meta ? meta.getAttribute("content") : "";
   }
 
   function ApiError(status, problem) {
@@ -76,13 +72,12 @@
     return text;
   }
 
-  // One call to the JSON API with the tab's key; resolves to the parsed body, or rejects with
-  // an ApiError carrying the problem details.
+  // One call to the JSON API as the signed-in person; resolves to the parsed body, or rejects
+  // with an ApiError carrying the problem details.
   function api(method, path, body) {
     var options = { method: method, headers: { "Accept": "application/json" },
-                    credentials: "omit", cache: "no-store" };
-    var key = getKey();
-    if (key) options.headers["Authorization"] = "Bearer " + key;
+                    credentials: "same-origin", cache: "no-store" };
+    if (method !== "GET" && method !== "HEAD") options.headers["X-CSRFToken"] = csrfToken();
     if (body !== undefined) {
       options.headers["Content-Type"] = "application/json";
       options.body = JSON.stringify(body);
@@ -101,47 +96,31 @@
 
   function friendlyError(err, scopeWords) {
     if (!(err instanceof ApiError)) return String(err && err.message || err);
-    if (err.status === 401) return "That API key was not accepted (unknown or revoked).";
-    if (err.status === 403) return "This key may not do that: " + err.message +
+    if (err.status === 401) return "Your session has ended; sign in again.";
+    if (err.status === 403) return "Your role may not do that: " + err.message +
       (scopeWords ? " It needs " + scopeWords + "." : "");
     return err.message;
   }
 
-  // The key form: remember the key for this tab, then let the page load its data. `load`
-  // returns a promise; a 401 forgets the key again.
-  function initKeyPanel(load, scopeWords) {
-    var form = $("key-form"), input = $("api-key"), status = $("key-status");
-    var workspace = $("workspace"), panel = $("key-panel");
-    function start() {
-      setStatus(status, "Checking the key…");
-      return load().then(function () {
-        setStatus(status, "Using the key kept in this tab.", "ok");
-        panel.classList.add("compact");  // out of the way until it is forgotten
-        workspace.hidden = false;
-      }, function (err) {
-        var refused = err instanceof ApiError && (err.status === 401 || err.status === 403);
-        if (err instanceof ApiError && err.status === 401) forgetKey();
-        // A refused key hides the workspace; any other failure is the page's to explain.
-        workspace.hidden = refused;
-        setStatus(status, friendlyError(err, scopeWords), "error");
-      });
-    }
-    form.addEventListener("submit", function (event) {
-      event.preventDefault();
-      var value = input.value.trim();
-      if (!value) { setStatus(status, "Enter an API key.", "error"); input.focus(); return; }
-      setKey(value);
-      input.value = "";
-      start();
+  // Load the page's data as the signed-in person. `load` returns a promise; a 401 means the
+  // session has ended (idle or at its 12-hour limit), so the browser goes back to sign-in.
+  function initSession(load, scopeWords) {
+    var status = $("session-status"), workspace = $("workspace");
+    setStatus(status, "Loading…");
+    return load().then(function () {
+      setStatus(status, "");
+      workspace.hidden = false;
+    }, function (err) {
+      if (err instanceof ApiError && err.status === 401) { signInAgain(); return; }
+      // A refusal hides the workspace; any other failure is the page's to explain.
+      workspace.hidden = err instanceof ApiError && err.status === 403;
+      setStatus(status, friendlyError(err, scopeWords), "error");
     });
-    $("forget-key").addEventListener("click", function () {
-      forgetKey();
-      panel.classList.remove("compact");
-      workspace.hidden = true;
-      setStatus(status, "The key was forgotten.");
-      input.focus();
-    });
-    if (getKey()) start();
+  }
+
+  function signInAgain() {
+    var here = window.location.pathname + window.location.search;
+    window.location.assign("/sign-in?next=" + encodeURIComponent(here));
   }
 
   function formatNumber(n) {
@@ -291,7 +270,7 @@
 
   window.Mecc = {
     el: el, svg: svg, clear: clear, $: $, api: api, ApiError: ApiError, setStatus: setStatus,
-    initKeyPanel: initKeyPanel, friendlyError: friendlyError, barChart: barChart,
+    initSession: initSession, signInAgain: signInAgain, friendlyError: friendlyError, barChart: barChart,
     legend: legend, table: table, formatNumber: formatNumber, formatRate: formatRate,
     formatTime: formatTime, words: words
   };
@@ -344,6 +323,7 @@
     hideErrorSummary();
     return api("GET", "/api/v1/rules/" + encodeURIComponent(key)).then(function (rule) {
       state.key = key;
+      state.pickerNewest = null;
       state.isNew = false;
       state.rule = rule;
       fillForm(rule);
@@ -543,24 +523,28 @@
     if (!paths.length) list.appendChild(el("li", { text: friendlyError(err) }));
     paths.forEach(function (path) {
       var node = fieldFor(path);
-      var message = path + ": " + errors[path].join(" ");
-      if (node) {
-        node.setAttribute("aria-invalid", "true");
-        var focusable = node.matches("fieldset") ? node.querySelector("input") : node;
-        var link = el("a", { href: "#" + (focusable.id || node.id), text: message });
-        link.addEventListener("click", function (event) {
-          event.preventDefault();
-          var details = node.closest("details");
-          if (details) details.open = true;
-          focusable.focus();
-        });
-        list.appendChild(el("li", null, link));
-      } else {
-        list.appendChild(el("li", { text: message }));
-      }
+      if (node) node.setAttribute("aria-invalid", "true");
+      // Each message its own bullet: two problems in one field are two things to fix.
+      errors[path].forEach(function (text) {
+        list.appendChild(el("li", null, errorItem(node, path + ": " + text)));
+      });
     });
     summary.hidden = false;
     summary.focus();
+  }
+
+  // A link to the field a message is about (opening its <details>), or the bare message.
+  function errorItem(node, message) {
+    if (!node) return message;
+    var focusable = node.matches("fieldset") ? node.querySelector("input") : node;
+    var link = el("a", { href: "#" + (focusable.id || node.id), text: message });
+    link.addEventListener("click", function (event) {
+      event.preventDefault();
+      var details = node.closest("details");
+      if (details) details.open = true;
+      focusable.focus();
+    });
+    return link;
   }
 
   function saveRule(event) {
@@ -587,27 +571,15 @@
     });
   }
 
+  // Publishing (or rolling back to an earlier version) and retiring are confirmed with the
+  // diff against the live version first: mecc/static/rule_publish.js.
   function publishRule() {
     var version = parseInt($("publish-version").value, 10);
-    var status = $("save-status");
-    if (!state.key || !version) return;
-    setStatus(status, "Publishing v" + version + "…");
-    api("POST", "/api/v1/rules/" + encodeURIComponent(state.key) + "/publish",
-        { version: version }).then(function () {
-      setStatus(status, "Version " + version + " is live. Workers pick it up without a restart.",
-                "ok");
-      return refreshRule();
-    }, function (err) { setStatus(status, friendlyError(err, "the rules:write scope"), "error"); });
+    if (state.key && version) window.Mecc.rulePublish.confirmPublish(version);
   }
 
   function retireRule() {
-    var status = $("save-status");
-    if (!state.key) return;
-    if (!window.confirm("Retire " + state.key + "? No version of it will be live.")) return;
-    api("POST", "/api/v1/rules/" + encodeURIComponent(state.key) + "/retire").then(function () {
-      setStatus(status, "Retired: no version of " + state.key + " is live.", "ok");
-      return refreshRule();
-    }, function (err) { setStatus(status, friendlyError(err, "the rules:write scope"), "error"); });
+    if (state.key) window.Mecc.rulePublish.confirmRetire();
   }
 
   function refreshRule() {
@@ -625,35 +597,31 @@
     return api("GET", "/api/v1/rules/" + encodeURIComponent(state.key) + "/versions")
       .then(function (page) {
         state.versions = (page.items || []).slice().reverse();
-        var body = clear($("version-list").tBodies[0]);
-        state.versions.forEach(function (v) {
-          var load = el("button", { type: "button", class: "link",
-                                    "aria-label": "Edit a copy of version " + v.version,
-                                    text: "Edit a copy" });
-          load.addEventListener("click", function () {
-            fillForm(v);
-            describeState(state.rule, v.version);
-            $("f-when").focus();
-          });
-          body.appendChild(el("tr", null,
-            el("th", { scope: "row", text: "v" + v.version }),
-            el("td", null, el("span", { class: "tag " + v.status, text: v.status })),
-            el("td", { text: v.updated_by || "–" }),
-            el("td", { text: formatTime(v.updated_at) }),
-            el("td", null, load)));
-        });
-        [$("publish-version"), $("backtest-version")].forEach(function (select) {
-          var chosen = select.value;  // keep the user's choice across a reload
-          clear(select);
-          state.versions.forEach(function (v) {
-            select.appendChild(el("option", { value: v.version,
-                                              text: "v" + v.version + " (" + v.status + ")" }));
-          });
-          if (chosen && select.querySelector('option[value="' + chosen + '"]')) {
-            select.value = chosen;
-          }
-        });
+        window.Mecc.rulePublish.renderVersions(clear($("version-list").tBodies[0]));
+        fillVersionPickers();
       });
+  }
+
+  // Newest version first and chosen by default; a choice the user made is kept across a
+  // reload only while no newer version has appeared (after "Save as new draft version" the
+  // picker moves to the version just saved).
+  function fillVersionPickers() {
+    var newest = state.versions.length ? String(state.versions[0].version) : "";
+    var grew = state.pickerNewest !== newest;
+    state.pickerNewest = newest;
+    [$("publish-version"), $("backtest-version")].forEach(function (select) {
+      var chosen = select.value;
+      clear(select);
+      state.versions.forEach(function (v) {
+        select.appendChild(el("option", { value: v.version,
+                                          text: "v" + v.version + " (" + v.status + ")" }));
+      });
+      if (!grew && chosen && select.querySelector('option[value="' + chosen + '"]')) {
+        select.value = chosen;
+      } else {
+        select.value = newest;
+      }
+    });
   }
 
   function loadAudit() {
@@ -696,8 +664,11 @@
         clear(out).appendChild(el("p", { class: "status", "data-kind": "error",
                                          text: friendlyError(err) }));
         var errors = (err.problem && err.problem.errors) || {};
-        var items = Object.keys(errors).map(function (path) {
-          return el("li", { text: path + ": " + errors[path].join(" ") });
+        var items = [];
+        Object.keys(errors).forEach(function (path) {
+          errors[path].forEach(function (text) {
+            items.push(el("li", { text: path + ": " + text }));
+          });
         });
         if (items.length) out.appendChild(el("ul", null, items));
       });
@@ -788,7 +759,10 @@
     }
     out.appendChild(el("dl", { class: "totals" },
       [["Events scanned", t.events_scanned], ["Matches", t.matches],
-       ["Would show", t.would_show], ["Would show a day", t.would_show_per_day]]
+       ["Would show", t.would_show], ["Would show a day", t.would_show_per_day],
+       // The prompt budget: what it adds for one clinician on a day with contacts.
+       ["Per clinician a day (median)", (t.per_clinician_day || {}).median],
+       ["Per clinician a day (90th percentile)", (t.per_clinician_day || {}).p90]]
         .map(function (pair) {
           return el("div", null, el("dt", { text: pair[0] }),
                     el("dd", { text: formatNumber(pair[1]) }));
@@ -841,6 +815,11 @@
 
   // --- wiring
 
+  window.Mecc.ruleEditor = {
+    state: state, refresh: refreshRule, loadRules: loadRules, fillForm: fillForm,
+    describeState: describeState
+  };
+
   $("status-filter").addEventListener("change", function () {
     loadRules().catch(function (err) {
       setStatus($("rules-status"), friendlyError(err), "error");
@@ -855,5 +834,5 @@
   $("dry-run-button").addEventListener("click", dryRun);
   $("backtest-start").addEventListener("click", startBacktest);
 
-  initKeyPanel(loadRules, "the rules:read scope");
+  initSession(loadRules, "the rules:read scope");
 })();

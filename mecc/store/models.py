@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -42,6 +43,26 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class User(Base):
+    """A person who signs in to the pages: a role, and one organisation (or "*")."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-case
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(30))
+    organisation: Mapped[str] = mapped_column(String(16))  # ODS code, or "*" for all
+    # Argon2id; null for people who sign in only through the organisation's OpenID provider.
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    # The OpenID provider's `sub`, bound at the first sign-in with it: later sign-ins must
+    # present the same subject, so an email address reassigned at the provider is not enough.
+    oidc_subject: Mapped[str | None] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_signed_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
@@ -49,6 +70,10 @@ class Event(Base):
         Index("ix_events_status_next", "status", "next_attempt_at"),
         Index("ix_events_person", "source", "person_id"),
         Index("ix_events_org_occurred", "organisation", "occurred_at"),
+        # The erasure sweep finds the labels still held, oldest contact first.
+        Index("ix_events_display_held", "occurred_at",
+              postgresql_where=text("person_display IS NOT NULL"),
+              sqlite_where=text("person_display IS NOT NULL")),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -67,8 +92,12 @@ class Event(Base):
     person_key: Mapped[str | None] = mapped_column(String(64), index=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # The validated event without the NHS number (it is never stored in clear).
+    # The validated event without the NHS number (it is never stored in clear) and without
+    # person.display, which is held only here:
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # the label staff see on screen, the one copy; erased (null) MECC_DISPLAY_RETENTION_HOURS
+    # after the contact (mecc.intake.display).
+    person_display: Mapped[str | None] = mapped_column(String(100))
     callback_url: Mapped[str | None] = mapped_column(String(2048))
     api_key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"))
     # Outbox state: queued -> processing -> evaluated | failed.
@@ -103,8 +132,39 @@ class RuleVersion(Base):
     version: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(10), default="draft")
     body: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    updated_by: Mapped[str | None] = mapped_column(String(100))
+    updated_by: Mapped[str | None] = mapped_column(String(400))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RuleApproval(Base):
+    """A request to publish or retire a rule version, waiting for a second person's approval.
+
+    At most one is pending per rule (a newer request supersedes it). The version goes live only
+    when someone other than the requester approves; until then prompts are unchanged.
+    """
+
+    __tablename__ = "rule_approvals"
+    __table_args__ = (Index("ix_rule_approvals_key_status", "key", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(10))  # publish | retire
+    # pending | approved | rejected | superseded
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    # Who asked, as the audit log names them, and their identity (key or user id) for the
+    # "never your own change" check.
+    requested_by: Mapped[str] = mapped_column(String(400))
+    requester: Mapped[str] = mapped_column(String(100))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(String(400))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+# What reports group and count prompts by (mecc.reports).
+REPORT_COLUMNS = ["status", "topic", "rule_key", "setting", "organisation", "team", "staff_id",
+                  "ethnicity_group", "age_band", "sex", "postcode_district"]
 
 
 class Prompt(Base):
@@ -114,8 +174,10 @@ class Prompt(Base):
         UniqueConstraint("event_id", "rule_key", name="uq_prompts_event_rule"),
         Index("ix_prompts_person", "source", "person_id"),
         Index("ix_prompts_org_created", "organisation", "created_at"),
-        # Outcome reports select prompts by the contact's time.
-        Index("ix_prompts_contact_at", "contact_at"),
+        # Reports select prompts by the contact's time and group them by these columns: on
+        # PostgreSQL the index carries them (INCLUDE), so a report over a million prompts reads
+        # the index alone, not the wide rows (bench/reports.py).
+        Index("ix_prompts_contact_report", "contact_at", postgresql_include=REPORT_COLUMNS),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -137,10 +199,19 @@ class Prompt(Base):
     detail: Mapped[str] = mapped_column(Text)
     suggestions: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
     sources: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    # What the rule read: [{"fact", "value", "recorded_at"}] (null for prompts made before it).
+    evidence: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType, nullable=True,
+                                                                  default=list)
     # new | deferred | the latest outcome
     status: Mapped[str] = mapped_column(String(20))
     # The contact's occurred_at: cooldowns and declines count from it.
     contact_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The person as recorded at this contact, for the equity reports (mecc.reports): never a
+    # display label or an NHS number. Null when the event did not say.
+    age_band: Mapped[str | None] = mapped_column(String(8))
+    sex: Mapped[str | None] = mapped_column(String(20))
+    ethnicity_group: Mapped[str | None] = mapped_column(String(40))
+    postcode_district: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -197,7 +268,8 @@ class AuditEntry(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    actor: Mapped[str] = mapped_column(String(100))
+    # A person's name and email, or a key's name and id: room for both at their longest.
+    actor: Mapped[str] = mapped_column(String(400))
     entity: Mapped[str] = mapped_column(String(20))
     entity_key: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(40))
@@ -312,3 +384,12 @@ class UsedJti(Base):
     iss: Mapped[str] = mapped_column(String(255))
     jti: Mapped[str] = mapped_column(String(255))
     exp: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+# Referrals and personal outcomes live in their own module (this one stays readable); importing
+# them here registers their tables wherever the models are loaded (Alembic, tests).
+from mecc.store.referrals import (  # noqa: E402, F401
+    PersonalOutcome,
+    Referral,
+    ReferralStatusChange,
+)

@@ -1,8 +1,9 @@
 """Administrators' web pages: the rule editor and the outcome dashboard.
 
-Each page is static HTML and JavaScript: deliberately open, it renders no data. The page asks
-for an API key (kept in the tab's sessionStorage) and calls the same JSON API with it, so the
-key's scopes and organisation decide what is shown, exactly as for any other client.
+Each page is static HTML and JavaScript served only to signed-in people (others get the
+sign-in page); it renders no data itself. Its script calls the same JSON API with the session
+cookie and a CSRF token, so the person's role (its scopes) and organisation decide what is
+shown, exactly as a key's would for any other client.
 """
 
 from __future__ import annotations
@@ -11,32 +12,19 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, Response, render_template
+from flask import Blueprint, render_template
 
 from mecc import __version__
 from mecc.clinical.directory import SERVICE_TYPES
 from mecc.clinical.domain import INDICATORS, KINDS, OUTCOMES, TOPICS
-from mecc.platform.auth import open_route
 from mecc.platform.runtime import current
 from mecc.reports.outcomes import GROUP_BY
+from mecc.views.people import page_headers, sign_in_required
 
 blp = Blueprint("admin_pages", __name__)
-
-# Scripts and styles only from our own origin (no inline script): a page that handles API keys
-# must not run anything injected into it.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-)
-
-
-@blp.after_request
-def _page_headers(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-store"
-    return response
+# Scripts and styles only from our own origin (no inline script), not cached, never framed:
+# a page acting with a person's session must not run anything injected into it.
+blp.after_request(page_headers)
 
 
 def example_event(now: datetime | None = None) -> dict[str, Any]:
@@ -67,16 +55,17 @@ def _vocabulary() -> dict[str, Any]:
 
 
 @blp.get("/admin/rules")
-@open_route
+@sign_in_required("rules:read")
 def admin_rules() -> Any:
-    """The rule editor (static page; data comes from the API with the user's key)."""
+    """The rule editor (static page; data comes from the API as the signed-in person)."""
     return render_template("admin_rules.html", example_event=json.dumps(example_event(),
                                                                         indent=2),
+                           publish_approval=current().settings.publish_approval,
                            **_vocabulary())
 
 
 @blp.get("/reports")
-@open_route
+@sign_in_required("reports:read")
 def reports_page() -> Any:
-    """The outcome dashboard (static page; data comes from the API with the user's key)."""
+    """The outcome dashboard (static page; data comes from the API as the signed-in person)."""
     return render_template("reports.html", **_vocabulary())

@@ -9,9 +9,9 @@ from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
 from mecc.admin import backtest
-from mecc.platform.auth import require_scope
 from mecc.platform.fields import Schema, StrictInteger
 from mecc.platform.runtime import current
+from mecc.views.auth import require_scope
 
 blp = Blueprint("backtests", __name__, url_prefix="/api/v1",
                 description="How many prompts a day would a rule version create? Run over "
@@ -51,7 +51,9 @@ class BacktestSchema(Schema):
     result = fields.Dict(allow_none=True, metadata={
         "description": "When done: window, complete (false when the time budget ran out), "
                        "suppression_applied, totals {events_scanned, matches, would_show, "
-                       "suppressed by reason, errors, matches_per_day, would_show_per_day}, "
+                       "suppressed by reason, errors, matches_per_day, would_show_per_day, "
+                       "per_clinician_day {median, p90, max, staff_days}: the prompts a day "
+                       "this rule would add per member of staff with a contact that day}, "
                        "per_day, per_setting, per_organisation (each: events, matches, "
                        "would_show), and a sample of up to 20 matched events (no person data)."})
     links = fields.Nested(BacktestLinksSchema)

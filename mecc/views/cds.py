@@ -9,10 +9,10 @@ from typing import Any, TypeVar
 from flask import Blueprint, g, request
 
 from mecc.interop import cds
-from mecc.platform.auth import bearer_token, open_route
 from mecc.platform.errors import Unauthorized
 from mecc.platform.runtime import current
 from mecc.views import json_body
+from mecc.views.auth import bearer_token, open_route
 
 F = TypeVar("F", bound=Callable[..., Any])
 blp = Blueprint("cds", __name__, url_prefix="/cds-services")

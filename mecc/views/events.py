@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from flask import g
@@ -10,10 +9,11 @@ from flask_smorest import Blueprint
 
 from mecc.intake import read as event_service
 from mecc.intake import service as intake
-from mecc.platform.auth import require_scope
-from mecc.platform.errors import PROBLEM_JSON, ProblemSchema, ValidationFailed
+from mecc.platform.errors import ValidationFailed
 from mecc.platform.runtime import current
 from mecc.views import PROBLEM_RESPONSES, json_body
+from mecc.views.auth import require_scope
+from mecc.views.problems import document_problems
 from mecc.views.responses import (
     BatchRequestSchema,
     BatchResponseSchema,
@@ -29,19 +29,6 @@ _PROBLEMS = {
 }
 
 
-def _problems(blp: Blueprint, *statuses: int) -> Callable[[Any], Any]:
-    """Document these error answers as RFC 9457 problem details, from the one ProblemSchema."""
-    def decorator(view: Any) -> Any:
-        for status in statuses:
-            headers = ({"Retry-After": {"schema": {"type": "integer"},
-                                        "description": "Seconds to wait before retrying."}}
-                       if status == 503 else None)
-            view = blp.alt_response(status, schema=ProblemSchema, content_type=PROBLEM_JSON,
-                                    description=_PROBLEMS[status], headers=headers)(view)
-        return view
-    return decorator
-
-
 def build_blueprint(event_schema: type[Any]) -> Blueprint:
     blp = Blueprint("events", __name__, url_prefix="/api/v1/events",
                     description="Contact events sent by clinical and care systems.")
@@ -54,7 +41,7 @@ def build_blueprint(event_schema: type[Any]) -> Blueprint:
     @blp.response(202, EventAcceptedSchema, description="Accepted and queued for evaluation.")
     @blp.alt_response(200, schema=EventAcceptedSchema,
                       description="The same event again: the original result.")
-    @_problems(blp, 400, 401, 403, 409, 413, 415, 422, 503)
+    @document_problems(blp, _PROBLEMS, 400, 401, 403, 409, 413, 415, 422, 503)
     def post_event() -> Any:
         """Send one contact event."""
         accepted = intake.accept_event(current(), g.principal, json_body())
@@ -65,7 +52,7 @@ def build_blueprint(event_schema: type[Any]) -> Blueprint:
     @blp.doc(requestBody={"required": True, "content": {
         "application/json": {"schema": BatchRequestSchema}}})
     @blp.response(200, BatchResponseSchema)
-    @_problems(blp, 400, 401, 403, 413, 415, 422, 503)
+    @document_problems(blp, _PROBLEMS, 400, 401, 403, 413, 415, 422, 503)
     def post_batch() -> Any:
         """Send up to 500 contact events; each item is answered on its own."""
         body = json_body()
@@ -85,7 +72,7 @@ def build_blueprint(event_schema: type[Any]) -> Blueprint:
     @blp.route("/<uuid:event_uuid>", methods=["GET"])
     @require_scope("prompts:read", "events:write")
     @blp.response(200, EventDetailSchema)
-    @_problems(blp, 401, 403, 404, 503)
+    @document_problems(blp, _PROBLEMS, 401, 403, 404, 503)
     def get_event(event_uuid: Any) -> Any:
         """An event, its status, its prompts and its suppressed matches."""
         return event_service.event_detail(current(), g.principal, str(event_uuid))

@@ -10,11 +10,12 @@ from marshmallow import fields, validate
 
 from mecc.intake import service as intake
 from mecc.interop import fhir
-from mecc.platform.auth import require_scope
-from mecc.platform.errors import PROBLEM_JSON, ProblemSchema, ValidationFailed, describe
+from mecc.platform.errors import ValidationFailed, describe
 from mecc.platform.fields import IDENT, Schema
 from mecc.platform.runtime import current
 from mecc.views import json_body
+from mecc.views.auth import require_scope
+from mecc.views.problems import document_problems
 from mecc.views.responses import EventAcceptedSchema
 
 blp = Blueprint("fhir", __name__, url_prefix="/api/v1/fhir",
@@ -58,14 +59,6 @@ _BUNDLE = {"type": "object", "description": "A FHIR R4 Bundle of type collection
                           "entry": {"type": "array", "items": {"type": "object"}}}}
 
 
-def _problems(view: Any) -> Any:
-    """Document the error answers as RFC 9457 problem details."""
-    for status, text in _PROBLEMS.items():
-        view = blp.alt_response(status, schema=ProblemSchema, content_type=PROBLEM_JSON,
-                                description=text)(view)
-    return view
-
-
 @blp.route("", methods=["POST"])
 @require_scope("events:write")
 @blp.arguments(FhirQuerySchema, location="query", as_kwargs=True)
@@ -74,7 +67,7 @@ def _problems(view: Any) -> Any:
 @blp.response(202, FhirAcceptedSchema, description="Mapped, accepted and queued.")
 @blp.alt_response(200, schema=FhirAcceptedSchema,
                   description="The same event again: the original result.")
-@_problems
+@document_problems(blp, _PROBLEMS)
 def post_bundle(source: str | None = None) -> Any:
     """Send a FHIR Bundle; it is mapped to a contact event (see docs/interoperability.md)."""
     runtime = current()

@@ -9,10 +9,10 @@ from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
 from mecc.clinical.domain import OUTCOMES
-from mecc.platform.auth import require_scope
 from mecc.platform.fields import IDENT, Schema, StrictString, one_of
 from mecc.platform.runtime import current
 from mecc.prompts import service as prompt_service
+from mecc.views.auth import require_scope
 from mecc.views.responses import PromptSchema
 from mecc.views.stream import key_or_stream_token
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from marshmallow import fields
 
-from mecc.platform.errors import ProblemSchema
 from mecc.platform.fields import Schema
+from mecc.views.problems import ProblemSchema
 
 
 def IsoDateTime(**kwargs: object) -> fields.String:  # noqa: N802 - reads like a field class
@@ -56,6 +56,8 @@ class SuggestionSchema(Schema):
     contact = fields.Dict()
     referral_url = fields.String(allow_none=True)
     self_referral = fields.Boolean()
+    national = fields.Boolean(metadata={
+        "description": "A national service (the directory lists no areas for it)."})
 
 
 class SourceLinkSchema(Schema):
@@ -63,10 +65,56 @@ class SourceLinkSchema(Schema):
     url = fields.String(allow_none=True)
 
 
+class EvidenceSchema(Schema):
+    fact = fields.String()
+    value = fields.Raw(metadata={"description": "The value the rule read."})
+    recorded_at = fields.String(allow_none=True, metadata={
+        "description": "When the value was recorded (a date or a date-time, as sent); null "
+                       "when sent without a date or derived from the contact itself."})
+
+
+class IgnoredFactSchema(Schema):
+    fact = fields.String()
+    recorded_at = fields.String()
+    reason = fields.String(metadata={"example": "older than 365 days at the contact (400 days)"})
+
+
+class PromptPersonSchema(Schema):
+    id = fields.String(metadata={"example": "p-7f3a1c"})
+    display = fields.String(allow_none=True, metadata={
+        "description": "The label the sending system gave for staff screens (person.display); "
+                       "null when none was sent or once it has been erased "
+                       "(MECC_DISPLAY_RETENTION_HOURS after the contact).",
+        "example": "Ann Example, 54 F, MRN 1234"})
+    age = fields.Integer(allow_none=True, metadata={"description": "Whole years at the contact."})
+    sex = fields.String(allow_none=True)
+
+
+class PromptContactSchema(Schema):
+    occurred_at = IsoDateTime()
+    setting = fields.String()
+    contact_type = fields.String(allow_none=True)
+
+
+class LastOutcomeSchema(Schema):
+    outcome = fields.String()
+    service_id = fields.String(allow_none=True)
+    staff_id = fields.String(allow_none=True)
+    recorded_by = fields.String(allow_none=True, metadata={
+        "description": "The member of staff named with the outcome, else the person or key "
+                       "that recorded it."})
+    recorded_at = IsoDateTime()
+
+
 class PromptSchema(Schema):
     id = fields.UUID()
     event = fields.UUID()
+    source = fields.String()
     person_id = fields.String()
+    person = fields.Nested(PromptPersonSchema, metadata={
+        "description": "Whose prompt it is: what staff need to be sure of before acting."})
+    contact = fields.Nested(PromptContactSchema, metadata={
+        "description": "The contact the prompt was made at."})
     organisation = fields.String()
     team = fields.String(allow_none=True)
     staff_id = fields.String(allow_none=True)
@@ -80,8 +128,12 @@ class PromptSchema(Schema):
     detail = fields.String(metadata={"description": "Markdown."})
     suggestions = fields.List(fields.Nested(SuggestionSchema))
     sources = fields.List(fields.Nested(SourceLinkSchema))
+    evidence = fields.List(fields.Nested(EvidenceSchema), metadata={
+        "description": "The facts the rule read, with their dates where known."})
     status = fields.String(metadata={"enum": ["new", "deferred", "conversation_had", "referred",
                                               "declined", "not_now", "not_appropriate"]})
+    last_outcome = fields.Nested(LastOutcomeSchema, allow_none=True, metadata={
+        "description": "The latest outcome recorded (the status), or null."})
     created_at = IsoDateTime()
     updated_at = IsoDateTime()
 
@@ -105,6 +157,11 @@ class EventDetailSchema(Schema):
     person = fields.Dict(metadata={"description": "The person as sent, without the NHS number."})
     facts = fields.Dict()
     conditions = fields.List(fields.Dict())
+    medications = fields.List(fields.Dict())
+    fact_dates = fields.Dict(metadata={"description": "When each fact was recorded, as sent."})
+    ignored_facts = fields.List(fields.Nested(IgnoredFactSchema), metadata={
+        "description": "Facts not used in evaluation because of their date (too old at the "
+                       "contact, or recorded after it)."})
     preferences = fields.Dict()
     status = fields.String(metadata={"enum": ["queued", "processing", "evaluated", "failed"]})
     status_reason = fields.String(allow_none=True)

@@ -1,4 +1,4 @@
-"""Rules: author, validate, dry-run, version, publish, retire; and the audit log."""
+"""Rules: author, validate, dry-run, version, publish, retire, approve; and the audit log."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
 from mecc.admin import dry_run as rule_admin
-from mecc.admin import rule_store
-from mecc.platform.auth import require_scope
+from mecc.admin import rule_approval, rule_store
 from mecc.platform.errors import ValidationFailed
 from mecc.platform.fields import Schema, one_of
 from mecc.platform.runtime import current
 from mecc.views import json_body
+from mecc.views.auth import require_scope
 
 blp = Blueprint("rules", __name__, url_prefix="/api/v1",
                 description="Administrator-owned rules: versioned, validated, audited.")
@@ -56,6 +56,22 @@ class PublishSchema(Schema):
     version = fields.Integer(required=True, validate=validate.Range(min=1))
 
 
+class RejectSchema(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+
+class DiffQuerySchema(Schema):
+    before = fields.Integer(data_key="from", validate=validate.Range(min=1), metadata={
+        "description": "The version to compare against; default: the live version."})
+    after = fields.Integer(data_key="to", required=True, validate=validate.Range(min=1))
+
+
+class ApprovalQuerySchema(Schema):
+    status = fields.String(load_default="pending", validate=one_of(
+        ("pending", "approved", "rejected", "superseded", "all")))
+    key = fields.String(validate=validate.Length(max=100))
+
+
 class RuleQuerySchema(Schema):
     status = fields.String(validate=one_of(("draft", "active", "retired")))
 
@@ -67,8 +83,32 @@ class AuditQuerySchema(Schema):
     cursor = fields.Integer(validate=validate.Range(min=1))
 
 
-def _actor() -> str:
-    return f"{g.principal.name} (key {g.principal.key_id})"
+def _actor() -> rule_store.Actor:
+    principal = g.principal
+    return rule_store.Actor(label=principal.actor, identity=principal.key_id,
+                            organisation=principal.organisation)
+
+
+# What GET says about a rule's state, not what it says: a GET -> edit -> PUT round trip works.
+_STATE_FIELDS = ("rule_status", "active_version", "latest_version", "pending_approval")
+
+
+def _without_state(body: Any) -> Any:
+    if not isinstance(body, dict):
+        return body
+    return {k: v for k, v in body.items() if k not in _STATE_FIELDS}
+
+
+def _approval_required() -> bool:
+    return current().settings.publish_approval == "required"
+
+
+def _answer(session: Any, key: str, outcome: rule_approval.Outcome) -> Any:
+    """200 with the rule when it changed at once; 202 when the change waits for approval."""
+    if outcome.request is not None and outcome.request.status == "pending":
+        return rule_approval.pending_answer(outcome.request), 202
+    return rule_store.version_dict(outcome.row, outcome.state,
+                                   rule_store.pending_request(session, key))
 
 
 @blp.route("/rules", methods=["GET"])
@@ -77,8 +117,10 @@ def _actor() -> str:
 def list_rules(status: str | None = None) -> Any:
     """Every rule with its live version (or its latest draft)."""
     with current().db.session() as session:
-        return {"items": [rule_store.version_dict(row, state) for state, row in
-                          rule_store.list_rules(session, status=status)], "next_cursor": None}
+        pending = rule_store.pending_requests(session)
+        return {"items": [rule_store.version_dict(row, state, pending.get(state.key))
+                          for state, row in rule_store.list_rules(session, status=status)],
+                "next_cursor": None}
 
 
 @blp.route("/rules", methods=["POST"])
@@ -87,7 +129,7 @@ def list_rules(status: str | None = None) -> Any:
 def create_rule() -> Any:
     """Create a rule as a draft (version 1)."""
     runtime = current()
-    rule = rule_store.parse_body(json_body(), runtime.catalogue)
+    rule = rule_store.parse_body(_without_state(json_body()), runtime.catalogue)
     with runtime.db.session() as session:
         row = rule_store.create_rule(session, rule, actor=_actor())
         session.commit()
@@ -118,7 +160,8 @@ def get_rule(key: str) -> Any:
     """A rule's latest version and its state."""
     with current().db.session() as session:
         row = rule_store.latest_version(session, key)
-        return rule_store.version_dict(row, session.get(rule_store.Rule, key))
+        return rule_store.version_dict(row, session.get(rule_store.Rule, key),
+                                       rule_store.pending_request(session, key))
 
 
 @blp.route("/rules/<string:key>", methods=["PUT"])
@@ -129,33 +172,84 @@ def update_rule(key: str) -> Any:
     runtime = current()
     body = json_body()
     if isinstance(body, dict):
-        body = {"key": key, **body}
+        body = {"key": key, **_without_state(body)}
     rule = rule_store.parse_body(body, runtime.catalogue)
     with runtime.db.session() as session:
         row = rule_store.update_rule(session, key, rule, actor=_actor())
         session.commit()
-        return rule_store.version_dict(row, session.get(rule_store.Rule, key))
+        return rule_store.version_dict(row, session.get(rule_store.Rule, key),
+                                       rule_store.pending_request(session, key))
 
 
 @blp.route("/rules/<string:key>/publish", methods=["POST"])
 @require_scope("rules:write")
 @blp.arguments(PublishSchema)
 def publish_rule(body: dict[str, Any], key: str) -> Any:
-    """Make a version live (workers pick it up without a restart)."""
+    """Make a version live: once someone else approves it (202, pending_approval), or at once
+    (200) with MECC_PUBLISH_APPROVAL=off. Workers pick it up without a restart."""
     with current().db.session() as session:
-        row = rule_store.publish(session, key, body["version"], actor=_actor())
+        outcome = rule_approval.publish(session, key, body["version"], actor=_actor(),
+                                        approval_required=_approval_required())
         session.commit()
-        return rule_store.version_dict(row, session.get(rule_store.Rule, key))
+        return _answer(session, key, outcome)
 
 
 @blp.route("/rules/<string:key>/retire", methods=["POST"])
 @require_scope("rules:write")
 def retire_rule(key: str) -> Any:
-    """Stop a rule: no version of it is live."""
+    """Stop a rule (no version of it live): through approval like publishing (202)."""
     with current().db.session() as session:
-        state = rule_store.retire(session, key, actor=_actor())
+        outcome = rule_approval.retire(session, key, actor=_actor(),
+                                       approval_required=_approval_required())
         session.commit()
-        return rule_store.version_dict(rule_store.latest_version(session, key), state)
+        return _answer(session, key, outcome)
+
+
+@blp.route("/rules/<string:key>/versions/<int:version>/approve", methods=["POST"])
+@require_scope("rules:approve")
+def approve_version(key: str, version: int) -> Any:
+    """Approve the pending publish (or retire) of this version: it takes effect now. The
+    identity that asked for it cannot approve it (403)."""
+    with current().db.session() as session:
+        outcome = rule_approval.approve(session, key, version, actor=_actor())
+        session.commit()
+        return _answer(session, key, outcome)
+
+
+@blp.route("/rules/<string:key>/versions/<int:version>/reject", methods=["POST"])
+@require_scope("rules:approve", "rules:write")
+@blp.arguments(RejectSchema)
+def reject_version(body: dict[str, Any], key: str, version: int) -> Any:
+    """Turn down the pending request for this version: it stays a draft. A reviewer
+    (rules:approve) rejects; whoever asked may withdraw their own request."""
+    with current().db.session() as session:
+        request = rule_approval.reject(session, key, version, actor=_actor(),
+                                       reason=body["reason"],
+                                       may_approve=g.principal.has_scope("rules:approve"))
+        session.commit()
+        return rule_approval.request_dict(request)
+
+
+@blp.route("/rules/<string:key>/diff", methods=["GET"])
+@require_scope("rules:read")
+@blp.arguments(DiffQuerySchema, location="query", as_kwargs=True)
+def diff_versions(key: str, after: int, before: int | None = None) -> Any:
+    """What a version changes, field by field, against another (default: the live one)."""
+    with current().db.session() as session:
+        base, changes = rule_store.diff_versions(session, key, before=before, after=after)
+    return {"rule": key, "from": base, "to": after,
+            "changes": [c.to_dict() for c in changes]}
+
+
+@blp.route("/rule-approvals", methods=["GET"])
+@require_scope("rules:read")
+@blp.arguments(ApprovalQuerySchema, location="query", as_kwargs=True)
+def list_approvals(status: str = "pending", key: str | None = None) -> Any:
+    """Publish and retire requests, newest first (default: those waiting for approval)."""
+    with current().db.session() as session:
+        rows = rule_approval.requests(session, status=None if status == "all" else status,
+                                      key=key)
+        return {"items": [rule_approval.request_dict(r) for r in rows], "next_cursor": None}
 
 
 @blp.route("/rules/<string:key>/versions", methods=["GET"])

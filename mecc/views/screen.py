@@ -8,10 +8,13 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, g, make_response, render_template, request
 
-from mecc.delivery import stream
-from mecc.platform.auth import open_route
-from mecc.platform.errors import Unauthorized
+from mecc.admin.keys import Principal
+from mecc.delivery import stream, tokens
+from mecc.people.sessions import session_principal
+from mecc.platform.errors import NotFound, Unauthorized, ValidationFailed
 from mecc.platform.runtime import current
+from mecc.views.auth import open_route
+from mecc.views.people import sign_in_page
 
 F = TypeVar("F", bound=Callable[..., Any])
 OUTCOME_LABELS = {
@@ -38,18 +41,25 @@ def _protected(response: Response) -> Response:
 
 
 def screen_token_required(view: F) -> F:
-    """A valid stream token in `?token=`; otherwise a page (not JSON) saying what to do."""
+    """A valid stream token in `?token=`, or a signed-in person whose role shows prompts (a
+    token is made for them); otherwise a page (not JSON) saying what to do."""
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         token = request.args.get("token", "")
+        person = None if token else session_principal()
+        if not token and (person is None or not person.has_scope("prompts:read")):
+            return sign_in_page(401 if person is None else 403,
+                                next_path=request.full_path.rstrip("?"),
+                                refused_scope="prompts:read")
         try:
-            if not token:
-                raise Unauthorized("This screen needs a link from your clinical system.")
-            g.stream_grant, g.principal = stream.authenticate_token(current(), token)
-        except Unauthorized as exc:
+            if person is not None:
+                token = _token_for(person)
+            g.stream_grant, g.principal = tokens.authenticate_token(current(), token)
+        except (Unauthorized, ValidationFailed, NotFound) as exc:
             page = render_template("screen.html", error=exc.detail)
-            return _protected(make_response(page, 401))
+            return _protected(make_response(page, exc.status))
+        g.stream_token = token
         return view(*args, **kwargs)
 
     wrapper.mecc_scope = ("prompts:read",)  # type: ignore[attr-defined]
@@ -60,13 +70,23 @@ def screen_token_required(view: F) -> F:
 @screen_token_required
 def screen() -> Any:
     """The live prompt screen a member of staff keeps open beside the clinical system."""
-    grant: stream.StreamGrant = g.stream_grant
+    grant: tokens.StreamGrant = g.stream_grant
     settings = stream.stream_settings(current())
     page = render_template(
-        "screen.html", error=None, token=request.args["token"], grant=grant,
+        "screen.html", error=None, token=g.stream_token, grant=grant,
         may_write=g.principal.has_scope("prompts:write"), outcomes=OUTCOME_LABELS,
         token_seconds=settings.token_seconds)
     return _protected(make_response(page))
+
+
+def _token_for(person: Principal) -> str:
+    """A stream token for a signed-in person: their organisation (a person for every
+    organisation names one with `?organisation=`), optionally narrowed to a team or staff id."""
+    runtime = current()
+    flt = tokens.resolve_filter(person, request.args.get("organisation"),
+                                request.args.get("team"), request.args.get("staff_id"))
+    grant = tokens.new_grant(person, flt, ttl=stream.stream_settings(runtime).token_seconds)
+    return tokens.sign_grant(runtime.settings.secret_key, grant)
 
 
 def register(app: Flask) -> None:

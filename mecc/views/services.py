@@ -6,16 +6,13 @@ from typing import Any
 
 from flask import g
 from flask_smorest import Blueprint
-from sqlalchemy import delete, select
 
 from mecc.admin import services as service_store
-from mecc.admin.audit import record
 from mecc.clinical.directory import ServiceDirectoryError, parse_service, service_to_dict
-from mecc.platform.auth import require_scope
-from mecc.platform.errors import Conflict, NotFound, ValidationFailed
+from mecc.platform.errors import ValidationFailed
 from mecc.platform.runtime import current
-from mecc.store.models import Service as ServiceRow
 from mecc.views import json_body
+from mecc.views.auth import require_scope
 
 blp = Blueprint("services", __name__, url_prefix="/api/v1/services",
                 description="Local services (stop smoking, social prescribing, ...) to refer to.")
@@ -37,17 +34,15 @@ def _parse(body: Any) -> Any:
 
 
 def _actor() -> str:
-    return f"{g.principal.name} (key {g.principal.key_id})"
+    return str(g.principal.actor)  # the person (name and email) or the key
 
 
 @blp.route("", methods=["GET"])
 @require_scope("prompts:read", "rules:read", "admin")
 def list_services() -> Any:
     """Every service in the directory."""
-    with current().db.session() as session:
-        rows = session.scalars(select(ServiceRow).order_by(ServiceRow.id))
-        return {"items": [service_to_dict(service_store.to_domain(r)) for r in rows],
-                "next_cursor": None}
+    services = service_store.list_directory(current().db)
+    return {"items": [service_to_dict(service) for service in services], "next_cursor": None}
 
 
 @blp.route("", methods=["POST"])
@@ -56,11 +51,7 @@ def list_services() -> Any:
 def create_service() -> Any:
     """Add a service (409 when the id is taken)."""
     service = _parse(json_body())
-    with current().db.session() as session:
-        if session.get(ServiceRow, service.id) is not None:
-            raise Conflict(f"A service '{service.id}' exists already; PUT to change it.")
-        service_store.upsert_services(session, [service], actor=_actor())
-        session.commit()
+    service_store.add_service(current().db, service, actor=_actor())
     return service_to_dict(service), 201
 
 
@@ -68,11 +59,7 @@ def create_service() -> Any:
 @require_scope("prompts:read", "rules:read", "admin")
 def get_service(service_id: str) -> Any:
     """One service."""
-    with current().db.session() as session:
-        row = session.get(ServiceRow, service_id)
-        if row is None:
-            raise NotFound("No service with this id.")
-        return service_to_dict(service_store.to_domain(row))
+    return service_to_dict(service_store.get_service(current().db, service_id))
 
 
 @blp.route("/<string:service_id>", methods=["PUT"])
@@ -87,11 +74,7 @@ def update_service(service_id: str) -> Any:
     if service.id != service_id:
         raise ValidationFailed("The id in the body differs from the URL.",
                                errors={"id": [f"Must be '{service_id}'."]})
-    with current().db.session() as session:
-        if session.get(ServiceRow, service_id) is None:
-            raise NotFound("No service with this id.")
-        service_store.upsert_services(session, [service], actor=_actor())
-        session.commit()
+    service_store.replace_service(current().db, service, actor=_actor())
     return service_to_dict(service)
 
 
@@ -99,10 +82,5 @@ def update_service(service_id: str) -> Any:
 @require_scope("admin")
 def delete_service(service_id: str) -> Any:
     """Remove a service (prompts already made keep their copy)."""
-    with current().db.session() as session:
-        if session.get(ServiceRow, service_id) is None:
-            raise NotFound("No service with this id.")
-        session.execute(delete(ServiceRow).where(ServiceRow.id == service_id))
-        record(session, actor=_actor(), entity="service", key=service_id, action="deleted")
-        session.commit()
+    service_store.delete_service(current().db, service_id, actor=_actor())
     return "", 204

@@ -10,16 +10,16 @@ from flask import Response, g, request
 from flask_smorest import Api, Blueprint
 from marshmallow import fields, validate
 
-from mecc.delivery import stream
-from mecc.platform.auth import SECURITY, authenticate_request, bearer_token, require_scope
+from mecc.delivery import stream, tokens
 from mecc.platform.errors import Forbidden, NotFound, ValidationFailed
 from mecc.platform.fields import IDENT, Schema, StrictString
 from mecc.platform.runtime import current
+from mecc.views.auth import SECURITY, authenticate_request, bearer_token, require_scope
 from mecc.views.responses import PromptSchema
 
 F = TypeVar("F", bound=Callable[..., Any])
 TOKEN_HEADER = "X-Stream-Token"  # noqa: S105 - a header name
-TOKEN_SECURITY = [{"streamToken": []}, {"streamTokenQuery": []}]
+TOKEN_SECURITY: list[dict[str, list[str]]] = [{"streamToken": []}, {"streamTokenQuery": []}]
 
 blp = Blueprint("stream", __name__, url_prefix="/api/v1",
                 description="Live push to staff screens: Server-Sent Events and stream tokens.")
@@ -40,12 +40,12 @@ def key_or_stream_token(scope: str, *, in_query: bool = True,
                 request.args.get("token") if in_query else None)
             g.stream_grant = None
             if token and bearer_token() is None:
-                grant, principal = stream.authenticate_token(current(), token)
+                grant, principal = tokens.authenticate_token(current(), token)
                 if not principal.has_scope(scope):
                     raise Forbidden(f"The key behind this stream token lacks the '{scope}' "
                                     "scope.")
                 if prompt_arg is not None:
-                    stream.check_prompt_in_grant(current(), grant, str(kwargs[prompt_arg]))
+                    tokens.check_prompt_in_grant(current(), grant, str(kwargs[prompt_arg]))
                 g.stream_grant = grant
             else:
                 principal = authenticate_request()
@@ -67,11 +67,11 @@ def key_or_stream_token(scope: str, *, in_query: bool = True,
     return decorator
 
 
-def request_filter(args: dict[str, Any]) -> stream.StreamFilter:
+def request_filter(args: dict[str, Any]) -> tokens.StreamFilter:
     """The filter for this request: the token's (narrowed by the query), or the key's choice."""
-    grant: stream.StreamGrant | None = g.stream_grant
+    grant: tokens.StreamGrant | None = g.stream_grant
     if grant is None:
-        return stream.resolve_filter(g.principal, args.get("organisation"), args.get("team"),
+        return tokens.resolve_filter(g.principal, args.get("organisation"), args.get("team"),
                                      args.get("staff_id"))
     asked = args.get("organisation")
     if asked is not None and asked.strip().upper() != grant.filter.organisation:
@@ -144,7 +144,7 @@ def stream_prompts(**args: Any) -> Any:
     runtime = current()
     flt = request_filter(args)
     settings = stream.stream_settings(runtime)
-    grant: stream.StreamGrant | None = g.stream_grant
+    grant: tokens.StreamGrant | None = g.stream_grant
     body = stream.event_stream(runtime, flt, _last_event_id(args.get("last_event_id")),
                                heartbeat=settings.heartbeat_seconds,
                                ends_at=grant.expires_at if grant else None)
@@ -169,10 +169,10 @@ def create_stream_token(body: dict[str, Any]) -> Any:
     """A short-lived token for `?token=` on the stream and the staff screen."""
     runtime = current()
     settings = stream.stream_settings(runtime)
-    flt = stream.resolve_filter(g.principal, body["organisation"], body.get("team"),
+    flt = tokens.resolve_filter(g.principal, body["organisation"], body.get("team"),
                                 body.get("staff_id"))
-    grant = stream.new_grant(g.principal, flt, ttl=settings.token_seconds)
-    return {"token": stream.sign_grant(runtime.settings.secret_key, grant),
+    grant = tokens.new_grant(g.principal, flt, ttl=settings.token_seconds)
+    return {"token": tokens.sign_grant(runtime.settings.secret_key, grant),
             "expires_at": grant.expires_at_iso}
 
 
@@ -183,12 +183,12 @@ def renew_stream_token() -> Any:
     """A fresh token for the same filter, sent with `X-Stream-Token` (the screen's own)."""
     runtime = current()
     settings = stream.stream_settings(runtime)
-    grant: stream.StreamGrant | None = g.stream_grant
+    grant: tokens.StreamGrant | None = g.stream_grant
     if grant is None:
         raise Forbidden("Renew with the stream token itself, in the X-Stream-Token header.")
-    fresh = stream.renewed(grant, ttl=settings.token_seconds,
+    fresh = tokens.renewed(grant, ttl=settings.token_seconds,
                            session_seconds=settings.session_seconds)
-    return {"token": stream.sign_grant(runtime.settings.secret_key, fresh),
+    return {"token": tokens.sign_grant(runtime.settings.secret_key, fresh),
             "expires_at": fresh.expires_at_iso}
 
 

@@ -10,11 +10,11 @@ from marshmallow import fields, validate
 
 from mecc.delivery import webhook_admin
 from mecc.delivery.webhooks import STATUSES
-from mecc.platform.auth import require_scope
-from mecc.platform.errors import PROBLEM_JSON, ProblemSchema
 from mecc.platform.fields import Schema, one_of
 from mecc.platform.runtime import current
 from mecc.views import PROBLEM_RESPONSES
+from mecc.views.auth import require_scope
+from mecc.views.problems import document_problems
 from mecc.views.responses import IsoDateTime
 
 blp = Blueprint("webhook_deliveries", __name__, url_prefix="/api/v1/webhook-deliveries",
@@ -49,23 +49,17 @@ class WebhookDeliverySchema(Schema):
 class WebhookDeliveryPageSchema(Schema):
     items = fields.List(fields.Nested(WebhookDeliverySchema))
     next_cursor = fields.String(allow_none=True)
-
-
-def _problems(*statuses: int, **described: str) -> Any:
-    def decorator(view: Any) -> Any:
-        for status in statuses:
-            view = blp.alt_response(status, schema=ProblemSchema, content_type=PROBLEM_JSON,
-                                    description=described.get(f"s{status}",
-                                                              PROBLEM_RESPONSES.get(status)))(view)
-        return view
-    return decorator
+_REDRIVE_PROBLEMS = {
+    **{status: PROBLEM_RESPONSES[status] for status in (401, 403, 404)},
+    409: "The delivery is being sent or already succeeded.",
+}
 
 
 @blp.route("", methods=["GET"])
 @require_scope("events:write")
 @blp.arguments(WebhookDeliveryQuerySchema, location="query", as_kwargs=True)
 @blp.response(200, WebhookDeliveryPageSchema)
-@_problems(401, 403, 404, 422)
+@document_problems(blp, PROBLEM_RESPONSES, 401, 403, 404, 422)
 def list_deliveries(**args: Any) -> Any:
     """Webhook deliveries of the key's organisation, newest first; paginate with `cursor`."""
     return webhook_admin.list_deliveries(current(), g.principal, args)
@@ -75,7 +69,7 @@ def list_deliveries(**args: Any) -> Any:
 @require_scope("events:write")
 @blp.response(202, WebhookDeliverySchema, description="Due now; a worker sends it shortly. "
               "A disabled endpoint (410 Gone earlier) is enabled again.")
-@_problems(401, 403, 404, 409, s409="The delivery is being sent or already succeeded.")
+@document_problems(blp, _REDRIVE_PROBLEMS)
 def retry_delivery(delivery_id: Any) -> Any:
     """Re-drive a pending, failed or disabled delivery now."""
     return webhook_admin.retry_delivery(current(), g.principal, str(delivery_id))

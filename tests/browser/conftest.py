@@ -11,22 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
-from stream_stack import (
-    Proc,
+
+from tests.support.processes import Proc, start_api, start_worker
+from tests.support.stack import (
+    REQUIRE_SERVICES,
+    STREAM_REDIS_URL,
     create_key,
-    flush_redis,
+    flush_redis_or_skip,
     new_database,
     seed,
-    stack_env,
-    start_api,
-    start_worker,
+    service_env,
 )
 
 CHROMIUM = Path(os.environ.get("MECC_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-REQUIRE_SERVICES = os.environ.get("MECC_REQUIRE_SERVICES") == "1"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -50,29 +49,23 @@ class LiveStack:
 
 @pytest.fixture(scope="module")
 def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
-    try:
-        flush_redis()
-    except redis.RedisError as exc:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"Redis is not reachable: {exc}")
-        pytest.skip(f"Redis is not reachable: {exc}")
+    flush_redis_or_skip(STREAM_REDIS_URL)
     directory = tmp_path_factory.mktemp("screen")
-    url, drop = new_database("sqlite", directory)
-    env = stack_env(url, directory)
+    database = new_database("sqlite", directory)
+    env = service_env(database.url, STREAM_REDIS_URL, directory, MECC_LOG_LEVEL="WARNING")
     seed(env)
     organisation = f"S{uuid.uuid4().hex[:6].upper()}"
-    _, key = create_key(env, organisation, "events:write", "prompts:read", "prompts:write")
+    key = create_key(env, organisation).key
     procs: list[Proc] = []
     try:
-        api, base = start_api(env, directory)
-        procs.append(api)
+        procs.append(start_api(env, directory))
         procs.append(start_worker(env, directory))
-        yield LiveStack(base=base, env=env, database_url=url, organisation=organisation,
-                        key=key)
+        yield LiveStack(base=procs[0].base, env=env, database_url=database.url,
+                        organisation=organisation, key=key)
     finally:
         for proc in procs:
             proc.stop()
-        drop()
+        database.drop()
 
 
 @pytest.fixture(scope="module")

@@ -1,17 +1,16 @@
 """The administrators' pages in headless Chromium: rule editor and outcome dashboard.
 
-The app is served by a real HTTP server (werkzeug, in a thread) on a test database; the pages
-get their data from the API with a key typed into the page. Screenshots go to docs/.
+The app is served by a real HTTP server (werkzeug, in a thread) on a test database; a person
+signs in on the sign-in page and the pages get their data from the API with that session.
+Screenshots go to docs/.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,14 +18,12 @@ from sqlalchemy import select
 
 from mecc.admin import backtest
 from mecc.store.models import Backtest
+from tests.support import ROOT
+from tests.support.factories import auth_header, make_event
+from tests.support.people import add_person, sign_in_on_page
 
-# (tests/browser/conftest.py shadows the top-level conftest module: nothing is imported from it;
-# its fixtures — app, client, seeded, make_key, evaluate_pending, and `browser` from the
-# browser conftest — are used as fixtures.)
-ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 WRITER = ("events:write", "prompts:read", "prompts:write")
-ADMIN = ("rules:read", "rules:write", "reports:read")
 TIMEOUT_MS = 15_000
 
 # One backend is enough here: the API under the pages is tested on both elsewhere.
@@ -46,21 +43,6 @@ def live_server(seeded: Any) -> Iterator[str]:
         server.shutdown()
         thread.join(timeout=10)
         server.server_close()
-
-
-def auth_header(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def make_event(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "event_id": f"ev-{uuid.uuid4().hex[:12]}", "source": "emis-web",
-        "occurred_at": datetime.now(UTC).isoformat(), "organisation": "Y02345",
-        "setting": "general_practice", "contact_type": "appointment",
-        "staff": {"id": "st-991", "role": "practice_nurse", "team": "blue"},
-    }
-    body.update(overrides)
-    return body
 
 
 @pytest.fixture
@@ -125,11 +107,12 @@ def _run_queued_backtests(app: Any, deadline: float) -> None:
 
 
 @pytest.mark.browser
-def test_pages_render_no_data_without_a_key(client: Any, seeded: Any) -> None:
+def test_pages_ask_people_to_sign_in_and_render_no_data(client: Any, seeded: Any) -> None:
     for path in ("/admin/rules", "/reports"):
         response = client.get(path)
-        assert response.status_code == 200
+        assert response.status_code == 401
         html = response.get_data(as_text=True)
+        assert 'action="/sign-in"' in html
         assert "smoking-very-brief-advice" not in html
         assert "script-src 'self'" in response.headers["Content-Security-Policy"]
         assert "<script>" not in html, "no inline script (the CSP forbids it)"
@@ -142,12 +125,8 @@ def test_rule_editor_validates_dry_runs_backtests_and_saves(
         live_server: str, page: Any, app: Any, client: Any, make_key: Any,
         evaluate_pending: Callable[[], int], redis_url: str) -> None:
     _seed_outcomes(client, make_key, evaluate_pending)
-    key = make_key(organisation="*", scopes=ADMIN)
-    page.goto(f"{live_server}/admin/rules")
-    assert page.locator("#workspace").is_hidden()
-
-    page.get_by_role("textbox", name="API key").fill(key)
-    page.keyboard.press("Enter")
+    email = add_person(app.extensions["mecc"].db, role="rule_author")
+    sign_in_on_page(page, live_server, email, next_path="/admin/rules")
     rules = page.locator("#rule-list tbody tr")
     rules.first.wait_for()
     assert rules.count() >= 10
@@ -204,14 +183,12 @@ def test_rule_editor_validates_dry_runs_backtests_and_saves(
 
 
 @pytest.mark.browser
-def test_reports_dashboard_draws_charts(live_server: str, page: Any, client: Any,
+def test_reports_dashboard_draws_charts(live_server: str, page: Any, app: Any, client: Any,
                                         make_key: Any,
                                         evaluate_pending: Callable[[], int]) -> None:
     _seed_outcomes(client, make_key, evaluate_pending)
-    key = make_key(organisation="*", scopes=("reports:read",))
-    page.goto(f"{live_server}/reports")
-    page.get_by_role("textbox", name="API key").fill(key)
-    page.get_by_role("button", name="Use this key").click()
+    email = add_person(app.extensions["mecc"].db, "vi@example.org", role="viewer")
+    sign_in_on_page(page, live_server, email, next_path="/reports")
 
     chart = page.locator("#chart svg[role='img']")
     chart.wait_for()
@@ -241,3 +218,33 @@ def test_reports_dashboard_draws_charts(live_server: str, page: Any, client: Any
     page.locator("#report-status[data-kind='error']").wait_for()
     assert "from: Must be before" in page.locator("#report-status").inner_text()
     assert page.locator("#workspace").is_visible()
+
+
+@pytest.mark.browser
+def test_a_person_signs_in_reaches_the_rule_editor_and_signs_out(
+        live_server: str, page: Any, app: Any) -> None:
+    add_person(app.extensions["mecc"].db, role="clinical_safety_officer",
+               organisation="Y02345")
+    page.goto(f"{live_server}/sign-in?next=/admin/rules")
+    page.get_by_label("Email address").fill("ann.lead@example.org")
+    page.get_by_label("Password", exact=True).fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("alert").get_by_text("The email address or password is not right.") \
+        .wait_for()
+    page.problems.clear()  # the browser logs the refused sign-in's 401 as an error
+
+    sign_in_on_page(page, live_server, "ann.lead@example.org")
+    who = page.locator("#signed-in-as")
+    assert "Ann Lead" in who.inner_text() and "clinical safety officer" in who.inner_text()
+    page.locator("#rule-list tbody tr").first.wait_for()
+    assert page.locator("#workspace").is_visible()
+    # The session cookie is out of reach of any script on the page (HttpOnly).
+    assert "mecc_session" not in page.evaluate("document.cookie")
+    assert any(c["name"] == "mecc_session" and c["httpOnly"] and c["sameSite"] == "Lax"
+               for c in page.context.cookies())
+
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(f"{live_server}/sign-in")
+    page.goto(f"{live_server}/admin/rules")
+    assert page.get_by_role("heading", name="Sign in").is_visible()
+    assert page.locator("#rule-list").count() == 0

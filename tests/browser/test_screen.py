@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 import requests
-from conftest import make_event
-from stream_stack import STREAM_REDIS_URL
 
 from mecc.delivery import push
 from mecc.intake.read import prompt_dict
-from mecc.platform.db import Database, utcnow
-from mecc.store.models import Event, Prompt, PushMessage, new_id
+from mecc.platform.db import Database
+from tests.support import ROOT
+from tests.support.factories import add_prompt, add_push_message, make_event
+from tests.support.stack import STREAM_REDIS_URL
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "screen.png"
 WAIT_MS = 20_000
 
@@ -105,32 +103,18 @@ def test_untrusted_text_is_shown_as_text(browser: Any, live_stack: Any) -> None:
     page = open_screen(browser, live_stack, stream_token(live_stack, team, "st-1"))
     hostile = '<img src=x onerror="document.title=\'pwned\'">'
     db = Database(live_stack.database_url)
-    now = utcnow()
     try:
         with db.session() as session:
-            event = Event(source="browser-test", event_id=uuid.uuid4().hex, body_hash="x",
-                          organisation=live_stack.organisation, setting="general_practice",
-                          team=team, staff_id="st-1", person_id="p-1", occurred_at=now,
-                          payload={}, status="evaluated")
-            session.add(event)
-            session.flush()
-            prompt = Prompt(
-                id=new_id(), event_id=event.id, source="browser-test", person_id="p-1",
-                organisation=live_stack.organisation, setting="general_practice", team=team,
-                staff_id="st-1", rule_key="t", rule_version=1, topic="smoking",
-                kind="lifestyle_conversation", priority=90, indicator="critical",
+            prompt = add_prompt(
+                session, organisation=live_stack.organisation, team=team, staff_id="st-1",
+                source="browser-test", rule_key="t", priority=90, indicator="critical",
                 summary=f"Summary {hostile}",
                 detail=f"Para **bold** {hostile}\n\n- item [ok](https://example.org)\n"
                        "- [bad](javascript:alert(1))",
                 suggestions=[{"label": hostile, "name": hostile, "contact": {"phone": hostile},
                               "referral_url": "javascript:alert(1)"}],
-                sources=[{"label": "Evil", "url": "javascript:alert(1)"}], status="new",
-                contact_at=now, created_at=now, updated_at=now)
-            session.add(prompt)
-            message = PushMessage(kind="prompt", prompt_id=prompt.id,
-                                  organisation=live_stack.organisation, team=team,
-                                  staff_id="st-1", created_at=now)
-            session.add(message)
+                sources=[{"label": "Evil", "url": "javascript:alert(1)"}])
+            message = add_push_message(session, prompt)
             session.commit()
             wire = json.dumps(push.message_dict(message, prompt_dict(prompt)))
     finally:

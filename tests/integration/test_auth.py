@@ -9,20 +9,20 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import PROBLEM_JSON, assert_problem, auth_header, make_event
 from sqlalchemy import select
 
 from mecc.admin import keys
-from mecc.platform import auth
 from mecc.store.models import ApiKey, Event
+from mecc.views import auth
+from tests.support.factories import PROBLEM_JSON, assert_problem, auth_header, make_event
 
 EVENTS = "/api/v1/events"
 # The only routes anyone may call without a key (QUALITY.md, Security).
 OPEN_ROUTES = {
     "/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/docs",
-    # Pages that serve only static HTML and script: every piece of data they show is fetched
-    # with the API key the person types in, so the page itself reveals nothing.
-    "/admin/rules", "/reports",
+    # Signing in and out: the way to a session cannot itself need one (tests/integration/
+    # test_people.py; the pages themselves need a signed-in person).
+    "/sign-in", "/sign-in/oidc", "/sign-in/oidc/callback", "/sign-out",
     # CDS Hooks discovery is public by the CDS Hooks specification (the service calls are not).
     "/cds-services",
 }

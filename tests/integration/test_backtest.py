@@ -7,17 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import auth_header, make_event, post_event
-from workers import flush_redis, running_worker, wait_for
 
 from mecc.admin import backtest
+from tests.support.factories import auth_header, make_event, post_event
+from tests.support.stack import BACKTEST_REDIS_URL, flush_redis_or_skip
+from tests.support.workers import running_worker, wait_for
 
 RULE = "smoking-very-brief-advice"
 WRITER = ("events:write", "prompts:read", "prompts:write")
 ADMIN = ("rules:read", "rules:write")
 OTHER_ORG = "A81001"
-# The slow test's worker listens here (never the Redis database other tests flush).
-BACKTEST_REDIS_URL = "redis://127.0.0.1:6379/8"
 SAMPLE_FIELDS = {"event", "occurred_at", "setting", "organisation", "would_show", "suppressed"}
 
 
@@ -210,10 +209,11 @@ def test_unknown_rules_backtests_and_keys(client: Any, make_key: Any, seeded: An
 
 
 @pytest.mark.slow
+@pytest.mark.commits  # a worker process reads the rows
 class TestWithARealWorker:
     @pytest.fixture
     def settings_overrides(self, settings_overrides: dict[str, Any]) -> dict[str, Any]:
-        flush_redis(BACKTEST_REDIS_URL)
+        flush_redis_or_skip(BACKTEST_REDIS_URL)
         return {**settings_overrides, "redis_url": BACKTEST_REDIS_URL}
 
     def test_a_worker_process_runs_the_backtest(self, client: Any, make_key: Any,
@@ -234,4 +234,4 @@ class TestWithARealWorker:
         assert done["status"] == "done", (done, worker.tail())
         totals = done["result"]["totals"]
         assert (totals["events_scanned"], totals["matches"], totals["would_show"]) == (7, 6, 3)
-        assert "mecc.run_backtest" in worker.log()
+        assert "mecc.run_backtest" in worker.log_text()

@@ -6,10 +6,10 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import assert_problem, auth_header, make_event
 from sqlalchemy import select
 
 from mecc.store.models import Event
+from tests.support.factories import assert_problem, auth_header, make_event
 
 URL = "/api/v1/events/batch"
 

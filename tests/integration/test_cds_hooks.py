@@ -17,12 +17,12 @@ from typing import Any
 
 import jwt
 import pytest
-from conftest import auth_header
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 
 from mecc.interop import cds, fhir
 from mecc.store.models import Event, Prompt, PromptOutcome, UsedJti
+from tests.support.factories import auth_header
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(os.environ.get("MECC_SHARED_FIXTURES", ROOT.parent / "shared" / "fixtures"))

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import auth_header, make_event
 from sqlalchemy import create_engine, inspect, select, text
 
 from mecc.cli import main
-from mecc.platform import auth
 from mecc.store.models import ApiKey
+from mecc.views import auth
+from tests.support.factories import auth_header, make_event
 
 KEY = re.compile(r"^mecc_[A-Za-z0-9]{12}_[A-Za-z0-9_-]{20,64}$")
 

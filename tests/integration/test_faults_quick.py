@@ -1,4 +1,4 @@
-"""The fault-injection suite, quick version: `bench/faults.py --quick` as CI runs it.
+"""The fault-injection suite, quick version: `python -m bench.faults --quick` as CI runs it.
 
 Every scenario (worker children and the whole worker killed, Redis crashed and wiped,
 PostgreSQL stopped, duplicate submissions, webhook receivers failing, hanging and answering
@@ -15,20 +15,19 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "bench" / "faults.py"
+from tests.support import ROOT
+from tests.support.servers import PG_BIN
+
 SCENARIOS = 7
 LIMIT_SECONDS = 480
 
 
 def _missing_tools() -> list[str]:
-    pg_bin = Path(os.environ.get("MECC_PG_BIN", "/usr/lib/postgresql/15/bin"))
     missing = [t for t in ("redis-server",) if shutil.which(t) is None]
-    missing += [str(pg_bin / t) for t in ("initdb", "pg_ctl") if not (pg_bin / t).exists()]
+    missing += [str(PG_BIN / t) for t in ("initdb", "pg_ctl") if not (PG_BIN / t).exists()]
     return missing
 
 
@@ -40,14 +39,15 @@ def test_quick_fault_run_loses_nothing_and_duplicates_nothing() -> None:
         if os.environ.get("MECC_REQUIRE_SERVICES") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    run = subprocess.Popen([sys.executable, str(SCRIPT), "--quick"], cwd=ROOT,
+    run = subprocess.Popen([sys.executable, "-m", "bench.faults", "--quick"], cwd=ROOT,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         stdout, stderr = run.communicate(timeout=LIMIT_SECONDS)
     except subprocess.TimeoutExpired:
         run.terminate()  # the script stops the servers it started on SIGTERM
         stdout, stderr = run.communicate(timeout=60)
-        pytest.fail(f"bench/faults.py --quick took over {LIMIT_SECONDS} s:\n{stderr[-4000:]}")
+        pytest.fail(f"python -m bench.faults --quick took over {LIMIT_SECONDS} s:\n"
+                    f"{stderr[-4000:]}")
     report = f"exit {run.returncode}\n{stdout}\n{stderr[-4000:]}"
     assert run.returncode == 0, report
 

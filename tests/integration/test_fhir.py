@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import auth_header
 from sqlalchemy import select
 
 from mecc.interop import fhir
 from mecc.store.models import Event
+from tests.support.factories import auth_header
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(os.environ.get("MECC_SHARED_FIXTURES", ROOT.parent / "shared" / "fixtures"))

@@ -22,16 +22,16 @@ from typing import Any
 
 import pytest
 import structlog
-from conftest import TEST_REDIS_URL, assert_problem, auth_header, make_event
 from sqlalchemy import select
 
-from mecc.admin import keys
 from mecc.api import create_app
 from mecc.clinical.catalogue import load_catalogue
 from mecc.intake.pseudonym import person_key
-from mecc.platform import auth
 from mecc.platform.db import Base
 from mecc.store.models import Event
+from mecc.views import auth
+from tests.support.factories import add_key, assert_problem, auth_header, make_event
+from tests.support.stack import TEST_REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = load_catalogue(ROOT / "config")
@@ -495,6 +495,59 @@ def test_group_typo_gets_a_did_you_mean(refused: Refusals) -> None:
     assert "Did you mean 'diabetes_type2'?" in problem["errors"]["conditions.0.group"][0]
 
 
+def test_icd10_cm_codes_and_medicines_are_accepted_and_kept(app: Any, post: Any) -> None:
+    medications = [{"system": "https://dmd.nhs.uk", "code": "325278007",
+                    "display": "Metformin 500mg tablets"},
+                   {"system": SNOMED, "code": "3280711000001103"}]
+    body = make_event(conditions=[{"system": "http://hl7.org/fhir/sid/icd-10-cm",
+                                   "code": "E11.65"}], medications=medications)
+    assert post(body).status_code == 202
+    [row] = stored(app)
+    assert row.payload["medications"] == medications
+    assert row.payload["conditions"][0]["code"] == "E11.65"
+
+
+MEDICATION_CASES = [
+    ([{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "860975"}],
+     ["medications.0.system"]),
+    ([{"system": "https://dmd.nhs.uk", "code": "metformin"}], ["medications.0.code"]),
+    ([{"system": "https://dmd.nhs.uk"}], ["medications.0.code"]),
+    ([{"code": "325278007"}], ["medications.0.system"]),
+    ([{"system": "https://dmd.nhs.uk", "code": "325278007"}] * 101, ["medications"]),
+]
+
+
+@pytest.mark.parametrize(("medications", "named"), MEDICATION_CASES,
+                         ids=[str(m)[:40] for m, _ in MEDICATION_CASES])
+def test_bad_medication_is_named(refused: Refusals, medications: list[Any],
+                                 named: list[str]) -> None:
+    assert_problem(refused.post(make_event(medications=medications)), 422, *named)
+
+
+def test_fact_dates_are_kept_as_sent(app: Any, post: Any) -> None:
+    dates = {"bmi": "2025-06-01", "phq2": "2026-01-05T09:30:00+01:00"}
+    assert post(make_event(fact_dates=dates)).status_code == 202
+    [row] = stored(app)
+    assert row.payload["fact_dates"] == dates
+
+
+FACT_DATE_CASES = [
+    ({"bmii": "2025-06-01"}, ["fact_dates.bmii"]),
+    ({"age": "2025-06-01"}, ["fact_dates.age"]),  # derived from the event: never dated
+    ({"bmi": "01/06/2025"}, ["fact_dates.bmi"]),
+    ({"bmi": "2025-06-01T09:30:00"}, ["fact_dates.bmi"]),  # no zone offset
+    ({"bmi": 20250601}, ["fact_dates.bmi"]),
+    ({"bmi": (datetime.now(UTC) + timedelta(days=2)).date().isoformat()}, ["fact_dates.bmi"]),
+]
+
+
+@pytest.mark.parametrize(("dates", "named"), FACT_DATE_CASES,
+                         ids=[str(d)[:40] for d, _ in FACT_DATE_CASES])
+def test_bad_fact_date_is_named(refused: Refusals, dates: dict[str, Any],
+                                named: list[str]) -> None:
+    assert_problem(refused.post(make_event(fact_dates=dates)), 422, *named)
+
+
 def test_list_limits(app: Any, post: Any) -> None:
     hundred = [{"group": "copd"}] * 100
     assert post(make_event(conditions=hundred)).status_code == 202
@@ -613,6 +666,7 @@ def _race(app: Any, key: str, bodies: list[dict[str, Any]]) -> list[Any]:
         return list(pool.map(send, bodies))
 
 
+@pytest.mark.commits  # threads with connections of their own
 def test_concurrent_identical_posts_store_one_event(app: Any, key: str) -> None:
     for _ in range(3):
         body = make_event()
@@ -624,6 +678,7 @@ def test_concurrent_identical_posts_store_one_event(app: Any, key: str) -> None:
     assert len(stored(app)) == 3
 
 
+@pytest.mark.commits  # threads with connections of their own
 def test_concurrent_conflicting_posts_store_one_body(app: Any, key: str) -> None:
     one = make_event()
     other = {**one, "facts": {"smoking_status": "never"}}
@@ -705,11 +760,8 @@ def test_database_that_never_answers_gives_503_in_bounded_time(make_app: Any) ->
 
 
 def _key_in(application: Any) -> str:
-    with application.extensions["mecc"].db.session() as session:
-        created = keys.create_key(session, name="t", organisation="Y02345",
-                                  scopes=["events:write", "prompts:read"])
-        session.commit()
-    return created.key
+    return add_key(application.extensions["mecc"].db, name="t",
+                   scopes=("events:write", "prompts:read")).key
 
 
 def test_broker_down_still_accepts_and_stores_queued(database_url: str, make_app: Any) -> None:

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEST_REDIS_URL, auth_header, make_event
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from mecc.api import create_app
 from mecc.clinical.catalogue import load_catalogue
 from mecc.store.models import Event
+from tests.support.factories import auth_header, make_event
+from tests.support.stack import TEST_REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 DEAD_BROKER = "redis://127.0.0.1:1/0"
@@ -97,6 +98,12 @@ def test_metrics_name_what_the_contract_promises(client: Any) -> None:
                  "mecc_prompts_created_total", "mecc_queue_depth",
                  "mecc_webhook_failures_total", "mecc_request_seconds"):
         assert f"# TYPE {name} " in text, name
+
+
+def test_metrics_answer_with_the_database_down(make_app: Any) -> None:
+    """The queue depth is unknown then, but the page is how an operator sees the outage."""
+    samples = scrape(make_app(DEAD_DATABASE).test_client())
+    assert ("mecc_queue_depth", ()) in samples
 
 
 def test_metrics_count_intake_outcomes(app: Any, client: Any, make_key: Any) -> None:

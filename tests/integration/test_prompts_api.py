@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from conftest import auth_header, make_event, post_event
+from tests.support.factories import auth_header, make_event, post_event
 
 
 def _post(client: Any, key: str, **overrides: Any) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import auth_header
+
+from tests.support.factories import auth_header
 
 
 @pytest.fixture

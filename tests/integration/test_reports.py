@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import auth_header, make_event, post_event
 from sqlalchemy import text
 
 from mecc.clinical.domain import OUTCOMES
 from mecc.reports import outcomes as reports
+from tests.support.factories import auth_header, make_event, post_event
 
 WRITER = ("events:write", "prompts:read", "prompts:write")
 REPORTS = "/api/v1/reports/outcomes"

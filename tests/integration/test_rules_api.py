@@ -1,17 +1,27 @@
-"""Rules over HTTP and the CLI: validate, dry-run, versions, publish, retire, audit, round trip."""
+"""Rules over HTTP and the CLI: validate, dry-run, versions, publish, retire, audit, round trip.
+
+Publishing here acts at once (MECC_PUBLISH_APPROVAL=off); approval is in test_rule_approval.py.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import ROOT, auth_header, make_event
 
 from mecc.cli import main
+from tests.support import ROOT
+from tests.support.factories import auth_header, make_event
 
 ADMIN = ("rules:read", "rules:write")
+
+
+@pytest.fixture
+def settings_overrides(settings_overrides: dict[str, Any]) -> dict[str, Any]:
+    return {**settings_overrides, "publish_approval": "off"}
 
 
 def _rule(key: str = "test-rule", **overrides: Any) -> dict[str, Any]:
@@ -28,7 +38,7 @@ def _rule(key: str = "test-rule", **overrides: Any) -> dict[str, Any]:
 
 
 def test_validate_reports_position_and_hint(client: Any, make_key: Any) -> None:
-    key = make_key(scopes=ADMIN)
+    key = make_key(organisation="*", scopes=ADMIN)
     ok = client.post("/api/v1/rules/validate", json={"when": "bmi >= 30.0 && age >= 18"},
                      headers=auth_header(key))
     assert ok.status_code == 200 and ok.json == {"ok": True, "errors": []}
@@ -47,7 +57,7 @@ def test_validate_reports_position_and_hint(client: Any, make_key: Any) -> None:
 
 def test_lifecycle_draft_publish_new_version_retire_and_audit(client: Any,
                                                               make_key: Any) -> None:
-    key = make_key(scopes=ADMIN)
+    key = make_key(organisation="*", scopes=ADMIN)
     h = auth_header(key)
     created = client.post("/api/v1/rules", json=_rule(), headers=h)
     assert created.status_code == 201, created.json
@@ -77,7 +87,7 @@ def test_lifecycle_draft_publish_new_version_retire_and_audit(client: Any,
 
 
 def test_bad_rule_bodies_name_the_field(client: Any, make_key: Any) -> None:
-    key = make_key(scopes=ADMIN)
+    key = make_key(organisation="*", scopes=ADMIN)
     body = _rule(when="smoking_status == 'curent'", priority=101,
                  prompt={"summary": "x" * 141, "detail": "", "indicator": "loud"})
     response = client.post("/api/v1/rules", json=body, headers=auth_header(key))
@@ -98,7 +108,7 @@ def test_scopes_for_rules(client: Any, make_key: Any) -> None:
 
 
 def test_dry_run_explains_and_stores_nothing(client: Any, make_key: Any, seeded: Any) -> None:
-    key = make_key(scopes=ADMIN)
+    key = make_key(organisation="*", scopes=ADMIN)
     event = make_event(facts={"smoking_status": "current", "bmi": 26.0},
                        conditions=[], preferences={"declined_topics": ["smoking"]})
     event["person"]["ethnicity_group"] = "white"
@@ -120,7 +130,7 @@ def test_dry_run_explains_and_stores_nothing(client: Any, make_key: Any, seeded:
 
 
 def test_dry_run_with_a_draft_and_a_sequence(client: Any, make_key: Any, seeded: Any) -> None:
-    key = make_key(scopes=ADMIN)
+    key = make_key(organisation="*", scopes=ADMIN)
     draft = _rule("draft-carer", topic="carers", when="is_carer && age >= 18", priority=99,
                   suggestions=["carers_support"])
     first = make_event(facts={"is_carer": True}, conditions=[])
@@ -145,9 +155,10 @@ def test_cli_load_export_validate_round_trip(database_url: str, tmp_path: Path,
     pack = ROOT / "config" / "rules"
     assert runner.invoke(main, ["rules", "validate", str(pack)]).output.strip() == "17 rules OK"
     loaded = runner.invoke(main, ["rules", "load", str(pack)])
-    assert loaded.exit_code == 0 and "17 new versions" in loaded.output, loaded.output
+    assert loaded.exit_code == 0, loaded.output
+    assert "Rules: 17 new (17 published, 0 awaiting approval), 0 unchanged." in loaded.output
     again = runner.invoke(main, ["rules", "load", str(pack)])
-    assert "0 new versions, 17 unchanged, 0 published" in again.output
+    assert again.output.strip() == "Rules: 0 new, 17 unchanged."
     exported = runner.invoke(main, ["rules", "export"])
     assert exported.exit_code == 0
     out = tmp_path / "export.yaml"
@@ -160,7 +171,8 @@ def test_cli_load_export_validate_round_trip(database_url: str, tmp_path: Path,
                       "decline_days", "prompt", "suggestions", "sources", "status"):
             assert rule[field] == source[field], (rule["key"], field)
         assert sorted(rule["staff_roles"]) == sorted(source.get("staff_roles", []))
-    assert "0 new versions" in runner.invoke(main, ["rules", "load", str(out)]).output
+    assert runner.invoke(main, ["rules", "load", str(out)]).output.strip() == \
+        "Rules: 0 new, 17 unchanged."
 
     broken = tmp_path / "broken.yaml"
     broken.write_text("rules:\n  - key: x\n    when: 'bmi >'\n")

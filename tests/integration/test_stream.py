@@ -5,7 +5,6 @@ processes; a screen that reconnects with Last-Event-ID gets exactly what it miss
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 import time
@@ -17,30 +16,26 @@ from typing import Any
 import pytest
 import redis
 import requests
-from conftest import make_event
-from stream_stack import (
-    MECC,
-    SECRET,
-    STREAM_REDIS_URL,
-    Proc,
-    SSEClient,
-    create_key,
-    flush_redis,
-    new_database,
-    seed,
-    stack_env,
-    start_api,
-    start_worker,
-)
 
 from mecc.delivery import push, stream
 from mecc.intake.read import prompt_dict
-from mecc.platform.db import Database, utcnow
-from mecc.store.models import Event, Prompt, PushMessage, new_id
+from mecc.platform.db import Database
+from mecc.store.models import Prompt
+from tests.support.factories import PROBLEM_JSON, add_prompt, add_push_message, make_event
+from tests.support.processes import MECC, Proc, start_api, start_worker
+from tests.support.sse import SSEClient
+from tests.support.stack import (
+    SECRET_KEY,
+    STREAM_REDIS_URL,
+    create_key,
+    flush_redis_or_skip,
+    new_database,
+    seed,
+    service_env,
+    unavailable,
+)
 
 pytestmark = pytest.mark.slow
-REQUIRE_SERVICES = os.environ.get("MECC_REQUIRE_SERVICES") == "1"
-PROBLEM_JSON = "application/problem+json"
 HEARTBEAT = 0.5
 
 
@@ -76,85 +71,57 @@ class Stack:
         """Store a prompt (or an update) with its push message, commit, then announce it, as
         the worker and the outcome service do. Returns (message id, prompt id)."""
         organisation = organisation or self.org
-        now = utcnow()
         with self.db.session() as session:
             if prompt_id is None:
-                event = Event(source="stream-test", event_id=uuid.uuid4().hex, body_hash="x",
-                              organisation=organisation, setting="general_practice",
-                              staff_id=staff_id, team=team, person_id="p-1", occurred_at=now,
-                              payload={}, status="evaluated")
-                session.add(event)
-                session.flush()
-                prompt = Prompt(id=new_id(), event_id=event.id, source="stream-test",
-                                person_id="p-1",
-                                organisation=organisation, setting="general_practice",
-                                team=team, staff_id=staff_id, rule_key="test-rule",
-                                rule_version=1, topic="smoking", kind="lifestyle_conversation",
-                                priority=50, indicator="info", summary=f"Prompt {now:%H%M%S%f}",
-                                detail="Talk.", suggestions=[], sources=[], status="new",
-                                contact_at=now, created_at=now, updated_at=now)
-                session.add(prompt)
+                prompt = add_prompt(session, organisation=organisation, team=team,
+                                    staff_id=staff_id, source="stream-test")
             else:
                 prompt = session.get(Prompt, prompt_id)
                 prompt.status = "not_now"
-            message = PushMessage(kind=kind, prompt_id=prompt.id, organisation=organisation,
-                                  team=team, staff_id=staff_id, created_at=now)
-            session.add(message)
+            message = add_push_message(session, prompt, kind)
             session.commit()
             wire = json.dumps(push.message_dict(message, prompt_dict(prompt)))
         self.redis.publish(push.channel_for(STREAM_REDIS_URL), wire)
         return message.id, prompt.id
 
 
-def _services_up() -> None:
-    try:
-        flush_redis()
-    except redis.RedisError as exc:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"Redis is not reachable: {exc}")
-        pytest.skip(f"Redis is not reachable: {exc}")
-
-
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql",
                                                                  marks=pytest.mark.postgres)])
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Stack]:
-    _services_up()
+    flush_redis_or_skip(STREAM_REDIS_URL)
     directory = tmp_path_factory.mktemp(f"stream-{request.param}")
     try:
-        url, drop = new_database(request.param, directory)
+        database = new_database(request.param, directory)
     except Exception as exc:  # noqa: BLE001 - PostgreSQL missing: skip or fail, said why
-        if REQUIRE_SERVICES:
-            pytest.fail(f"cannot create the {request.param} database: {exc}")
-        pytest.skip(f"cannot create the {request.param} database: {exc}")
-    env = stack_env(url, directory, MECC_STREAM_HEARTBEAT_SECONDS=str(HEARTBEAT))
+        unavailable(f"the {request.param} database", exc)
+    env = service_env(database.url, STREAM_REDIS_URL, directory, MECC_LOG_LEVEL="WARNING",
+                      MECC_STREAM_HEARTBEAT_SECONDS=str(HEARTBEAT))
     seed(env)
     org, other = f"S{uuid.uuid4().hex[:6].upper()}", f"B{uuid.uuid4().hex[:6].upper()}"
     made = {
-        "rw": create_key(env, org, "events:write", "prompts:read", "prompts:write"),
-        "ro": create_key(env, org, "prompts:read"),
-        "events": create_key(env, org, "events:write"),
-        "star": create_key(env, "*", "prompts:read"),
-        "revocable": create_key(env, org, "prompts:read"),
+        "rw": create_key(env, org, ("events:write", "prompts:read", "prompts:write")),
+        "ro": create_key(env, org, ("prompts:read",)),
+        "events": create_key(env, org, ("events:write",)),
+        "star": create_key(env, "*", ("prompts:read",)),
+        "revocable": create_key(env, org, ("prompts:read",)),
     }
     procs: list[Proc] = []
-    db = Database(url)
+    db = Database(database.url)
     client = redis.Redis.from_url(STREAM_REDIS_URL)
     try:
-        api_a, base_a = start_api(env, directory, "api-a")
-        procs.append(api_a)
-        api_b, base_b = start_api(env, directory, "api-b")
-        procs.append(api_b)
+        procs.append(start_api(env, directory, name="api-a"))
+        procs.append(start_api(env, directory, name="api-b"))
         procs.append(start_worker(env, directory))
-        yield Stack(env=env, db=db, a=base_a, b=base_b, org=org, other_org=other,
-                    keys={k: v[1] for k, v in made.items()},
-                    key_ids={k: v[0] for k, v in made.items()}, redis=client)
+        yield Stack(env=env, db=db, a=procs[0].base, b=procs[1].base, org=org,
+                    other_org=other, keys={k: v.key for k, v in made.items()},
+                    key_ids={k: v.id for k, v in made.items()}, redis=client)
     finally:
         for proc in procs:
             proc.stop()
         client.close()
         db.dispose()
-        drop()
+        database.drop()
 
 
 def team() -> str:
@@ -381,7 +348,7 @@ def test_a_bad_token_is_refused(stack: Stack, how: str) -> None:
             key_id=stack.key_ids["rw"], filter=stream.StreamFilter(stack.org),
             may_write=True, expires_at=int(time.time()) - (5 if how == "expired" else -600),
             session_started=int(time.time()) - 900)
-        token = stream.sign_grant(SECRET if how == "expired" else "not-our-secret", grant)
+        token = stream.sign_grant(SECRET_KEY if how == "expired" else "not-our-secret", grant)
     for path in ("/api/v1/stream", "/api/v1/stream/recent"):
         body = assert_problem(requests.get(f"{stack.a}{path}", params={"token": token},
                                            timeout=10), 401)
@@ -420,7 +387,7 @@ def test_a_screen_renews_its_token_for_the_same_filter(stack: Stack) -> None:
     r = requests.post(f"{stack.a}/api/v1/stream-tokens/renew",
                       headers={"X-Stream-Token": token}, timeout=10)
     assert r.status_code == 200, r.text
-    renewed = stream.read_grant(SECRET, r.json()["token"])
+    renewed = stream.read_grant(SECRET_KEY, r.json()["token"])
     assert renewed.filter == stream.StreamFilter(stack.org, blue, "st-7")
     assert renewed.key_id == stack.key_ids["rw"]
     # Only a token renews a token; a key asks for a new one.

@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,21 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import auth_header, make_event
 from sqlalchemy import select
 from standardwebhooks import Webhook
-from workers import flush_redis, running_worker, wait_for, worker_env
 
 from mecc.admin import keys
-from mecc.admin.rule_store import LiveRuleCache
-from mecc.admin.services import ServiceCache
 from mecc.delivery import webhooks
 from mecc.delivery.webhook_client import Timeouts
-from mecc.evaluation import pipeline
+from mecc.evaluation import service as evaluation
 from mecc.platform.db import utcnow
 from mecc.store.models import ApiKey, Prompt, WebhookDelivery, WebhookEndpoint
+from tests.support.factories import add_key, auth_header, make_event
+from tests.support.stack import WEBHOOK_REDIS_URL, flush_redis_or_skip
+from tests.support.workers import running_beat, running_worker, wait_for
 
-REDIS_URL = "redis://127.0.0.1:6379/9"  # this module's own Redis database
 LIST = "/api/v1/webhook-deliveries"
 CEILING = staticmethod(lambda: 1.0)  # jitter at its ceiling: delays 5, 10, 20, 40 s ...
 
@@ -120,9 +114,9 @@ def receiver() -> Iterator[Receiver]:
 # ------------------------------------------------------------------------------ fixtures
 @pytest.fixture
 def settings_overrides(settings_overrides: dict[str, Any]) -> dict[str, Any]:
-    flush_redis(REDIS_URL)
+    flush_redis_or_skip(WEBHOOK_REDIS_URL)
     # One shown prompt per contact: the example event then has deferred ones to leave out.
-    return {**settings_overrides, "redis_url": REDIS_URL, "max_prompts_per_contact": 1}
+    return {**settings_overrides, "redis_url": WEBHOOK_REDIS_URL, "max_prompts_per_contact": 1}
 
 
 @dataclass(frozen=True)
@@ -134,10 +128,8 @@ class HookKey:
 
 def create_key(app: Any, *, organisation: str = "Y02345", hosts: tuple[str, ...] = (),
                scopes: tuple[str, ...] = ("events:write", "prompts:read")) -> HookKey:
-    with app.extensions["mecc"].db.session() as session:
-        created = keys.create_key(session, name="hooks", organisation=organisation,
-                                  scopes=list(scopes), callback_hosts=list(hosts))
-        session.commit()
+    created = add_key(app.extensions["mecc"].db, name="hooks", organisation=organisation,
+                      scopes=scopes, callback_hosts=hosts)
     return HookKey(created.id, created.key, created.webhook_secret)
 
 
@@ -154,17 +146,9 @@ def post_event(client: Any, key: HookKey, url: str, **overrides: Any) -> str:
 
 
 def evaluate(app: Any, event_id: str) -> None:
-    """What the evaluate task does, in-process: claim, evaluate, queue deliveries, commit."""
-    runtime = app.extensions["mecc"]
-    with runtime.db.session() as session:
-        token, rows = pipeline.claim(session, [event_id])
-        session.commit()
-        assert rows, "the event was not claimable"
-        result = pipeline.evaluate_claimed(
-            session, token, rows, ruleset=LiveRuleCache(runtime.catalogue).get(session),
-            services=ServiceCache().get(session), catalogue=runtime.catalogue,
-            max_prompts=runtime.settings.max_prompts_per_contact)
-        session.commit()
+    """What the evaluate task does, in-process (the same service function): claim, evaluate,
+    queue deliveries, commit. The sweep is then driven by the test, not by a worker."""
+    result = evaluation.evaluate_events(app.extensions["mecc"], [event_id])
     assert result.evaluated == [event_id]
 
 
@@ -338,6 +322,7 @@ def test_410_disables_the_endpoint_and_retry_enables_it(
 
 
 # ------------------------------------------------------------------------------ claims
+@pytest.mark.commits  # threads with connections of their own
 def test_concurrent_sweeps_send_each_delivery_once(seeded: Any, client: Any,
                                                    hook_key: HookKey, receiver: Receiver) -> None:
     receiver.respond(("sleep", 0.2))
@@ -522,6 +507,7 @@ def test_retry_is_scoped_and_refuses_what_cannot_be_retried(
 
 # ------------------------------------------------------------------------------ end to end
 @pytest.mark.slow
+@pytest.mark.commits  # a worker process reads the rows
 def test_a_real_worker_evaluates_and_delivers_signed_prompts(
         seeded: Any, client: Any, hook_key: HookKey, receiver: Receiver,
         settings_overrides: dict[str, Any], tmp_path: Path) -> None:
@@ -540,27 +526,8 @@ def test_a_real_worker_evaluates_and_delivers_signed_prompts(
         assert json.loads(received.body) == body
 
 
-@contextmanager
-def running_beat(settings: dict[str, Any], log_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`celery beat` as a subprocess: it sends the periodic sweep to the worker."""
-    with open(log_dir / "beat.log", "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "mecc.worker", "beat", "--loglevel", "INFO",
-             "--schedule", str(log_dir / "beat-schedule")],
-            env=worker_env(settings), stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL)
-        try:
-            yield process
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-
-
 @pytest.mark.slow
+@pytest.mark.commits  # a worker process reads the rows
 def test_beat_sweeps_a_failed_delivery_until_it_succeeds(
         seeded: Any, client: Any, hook_key: HookKey, receiver: Receiver,
         settings_overrides: dict[str, Any], tmp_path: Path) -> None:
@@ -570,7 +537,7 @@ def test_beat_sweeps_a_failed_delivery_until_it_succeeds(
         event_id = post_event(client, hook_key, receiver.url())
         wait_for(lambda: True if len(receiver.requests) >= 2 else None, worker,
                  "the retry sent by the beat sweep", timeout=45)
-        assert beat.poll() is None, (tmp_path / "beat.log").read_text()
+        assert beat.alive(), beat.tail()
         row = wait_for(lambda: (lambda d: d if d.status == "succeeded" else None)(
             delivery_of(seeded, event_id)), worker, "the delivery to succeed")
     assert row.attempts == 2 and row.last_status_code == 200

@@ -12,6 +12,7 @@ from mecc.clinical.catalogue import CODE_SYSTEMS, SNOMED, CatalogueError, load_c
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config"
 ICD10, ICD10_UK = "http://hl7.org/fhir/sid/icd-10", "http://hl7.org/fhir/sid/icd-10-uk"
+ICD10_CM = "http://hl7.org/fhir/sid/icd-10-cm"
 
 
 @pytest.fixture
@@ -64,11 +65,17 @@ def test_the_shipped_value_sets_have_the_contract_groups() -> None:
 
 
 @pytest.mark.parametrize(("system", "code", "groups"), [
-    (SNOMED, "44054006", ("diabetes_type2",)),
-    (SNOMED, " 44054006 ", ("diabetes_type2",)),
+    (SNOMED, "44054006", ("diabetes_any", "diabetes_type2")),
+    (SNOMED, " 44054006 ", ("diabetes_any", "diabetes_type2")),
     (SNOMED, "13645005", ("copd",)),
-    (ICD10, "E11", ("diabetes_type2",)),
-    (ICD10, "E11.9", ("diabetes_type2",)),
+    (ICD10, "E11", ("diabetes_any", "diabetes_type2")),
+    (ICD10, "E11.9", ("diabetes_any", "diabetes_type2")),
+    (ICD10_CM, "E11.9", ("diabetes_any", "diabetes_type2")),
+    (ICD10_CM, "I10", ("hypertension",)),
+    (ICD10, "I11.0", ("heart_failure", "hypertension")),  # a subcategory, and its category
+    (ICD10, "I11.9", ("hypertension",)),
+    (ICD10, "O24.1", ("diabetes_any",)),
+    (ICD10, "O24.4", ()),  # diabetes arising in pregnancy: not in the diabetes groups
     (ICD10_UK, "J44.9", ("copd",)),
     (ICD10_UK, "J449", ("copd",)),
     (ICD10_UK, "j44.1", ("copd",)),
@@ -83,7 +90,7 @@ def test_codes_map_to_groups(system: str, code: str, groups: tuple[str, ...]) ->
 
 
 def test_every_code_system_is_known() -> None:
-    assert set(CODE_SYSTEMS) == {SNOMED, ICD10, ICD10_UK}
+    assert set(CODE_SYSTEMS) == {SNOMED, ICD10, ICD10_UK, ICD10_CM}
 
 
 def test_ltc_groups() -> None:
@@ -157,8 +164,12 @@ def test_a_missing_file_is_named(config: Path) -> None:
 # ------------------------------------------------------------------------------ broken value sets
 @pytest.mark.parametrize(("entry", "message"), [
     ("  broken:\n    snomed: ['E11']\n", "SNOMED CT codes are digits"),
-    ("  broken:\n    icd10: [E11.9]\n", "three-character categories"),
-    ("  broken:\n    icd10: E11\n", "must be a list of codes"),
+    ("  broken:\n    icd10: [E11.95]\n", "three-character categories"),
+    ("  broken:\n    icd10: [E1]\n", "three-character categories"),
+    ("  broken:\n    includes: [nowhere]\n", "unknown groups ['nowhere']"),
+    ("  broken:\n    implies: {efi_category: very}\n", "not one of its values"),
+    ("  broken:\n    implies: {age: 3}\n", "not a sent fact"),
+    ("  broken:\n    icd10: {E11: 1}\n", "must be a list of codes"),
     ("  broken:\n    loinc: ['1234-5']\n", "unknown keys ['loinc']"),
     ("  broken: [E11]\n", "expected a mapping"),
 ])

@@ -16,8 +16,9 @@ import pytest
 
 from mecc.clinical.catalogue import SNOMED, load_catalogue
 from mecc.clinical.domain import ContactEvent, PastPrompt, PersonHistory, Preferences
-from mecc.clinical.rulepack import load_rule_pack, render_prompt
+from mecc.clinical.rulepack import load_rule_pack
 from mecc.clinical.ruleset import Decision, RuleSet, build_context, evaluate
+from mecc.clinical.templates import render_prompt
 from mecc.rules import compile_expression
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +29,11 @@ RULES = RuleSet(COMPILED)
 BY_KEY = {rule.key: rule for rule in PACK}
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
+ICD10_CM = "http://hl7.org/fhir/sid/icd-10-cm"
+DMD = "https://dmd.nhs.uk"
+METFORMIN = {"system": DMD, "code": "325278007"}  # Metformin 500mg tablets (VMP)
+INSULIN = {"system": SNOMED, "code": "3280711000001103"}  # NovoRapid 10ml vials (AMP)
+DIABETES_RESOLVED, HYPERTENSION_RESOLVED = "315051004", "162659009"
 ON = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 HIGHER_RISK = ("south_asian", "chinese", "other_asian", "middle_eastern", "black_african",
                "black_caribbean")
@@ -70,6 +76,8 @@ def decide(
     history: Sequence[PastPrompt] = (),
     declined: Sequence[str] = (),
     cap: int = len(PACK),
+    fact_dates: Mapping[str, str] | None = None,
+    medications: Sequence[Mapping[str, str]] = (),
 ) -> Decision:
     person: dict[str, Any] = {"id": "p-1"}
     if age is not None:
@@ -81,6 +89,7 @@ def decide(
     ctx = build_context(
         occurred_at=occurred_at, person=person, facts=facts or {}, conditions=conditions,
         setting=setting, contact_type="appointment", staff_role=staff_role, catalogue=CATALOGUE,
+        fact_dates=fact_dates, medications=medications,
     )
     # The index must never change the answer: compare with evaluating every rule.
     naive = {rule.key for rule, expr in COMPILED if expr.evaluate(ctx) is True}
@@ -204,6 +213,17 @@ VIGNETTES: list[tuple[str, dict[str, Any], set[str]]] = [
     ("phq2-2-gad2-2", dict(facts={"phq2": 2, "gad2": 2}), set()),
     ("phq2-0-gad2-6", dict(facts={"phq2": 0, "gad2": 6}), {MENTAL}),
     ("phq2-6-age-17", dict(age=17, facts={"phq2": 6}), set()),
+    # ... or PHQ-9 >= 10 or GAD-7 >= 10.
+    ("phq9-9", dict(facts={"phq9": 9}), set()),
+    ("phq9-10", dict(facts={"phq9": 10}), {MENTAL}),
+    ("gad7-9", dict(facts={"gad7": 9}), set()),
+    ("gad7-10", dict(facts={"gad7": 10}), {MENTAL}),
+    ("phq2-2-gad7-15", dict(facts={"phq2": 2, "gad7": 15}), {MENTAL}),
+    ("phq9-27-age-17", dict(age=17, facts={"phq9": 27}), set()),
+    ("phq9-14-400-days-old", dict(facts={"phq9": 14}, fact_dates={"phq9": days_ago(400)}),
+     set()),
+    ("phq9-14-300-days-old", dict(facts={"phq9": 14}, fact_dates={"phq9": days_ago(300)}),
+     {MENTAL}),
     # Diabetes prevention: age >= 18, HbA1c 42-47 inclusive, no diabetes.
     ("hba1c-41", dict(facts={"hba1c_mmol_mol": 41}), set()),
     ("hba1c-41.9", dict(facts={"hba1c_mmol_mol": 41.9}), set()),
@@ -219,6 +239,36 @@ VIGNETTES: list[tuple[str, dict[str, Any], set[str]]] = [
     ("hba1c-44-other-condition", dict(facts={"hba1c_mmol_mol": 44},
                                       conditions=[c("asthma")]), {DPP}),
     ("hba1c-44-age-17", dict(age=17, facts={"hba1c_mmol_mol": 44}), set()),
+    # ... and no diabetes of any kind: never contradict a diagnosis (issue 10's misses).
+    ("hba1c-44-diabetes-type-not-stated", dict(facts={"hba1c_mmol_mol": 44},
+                                               conditions=[snomed("73211009")]), set()),
+    ("hba1c-44-diabetic-retinopathy", dict(facts={"hba1c_mmol_mol": 44},
+                                           conditions=[snomed("4855003")]), set()),
+    ("hba1c-44-e11.9-icd10-cm", dict(facts={"hba1c_mmol_mol": 44},
+                                     conditions=[{"system": ICD10_CM, "code": "E11.9"}]),
+     set()),
+    ("hba1c-44-e14-unspecified", dict(facts={"hba1c_mmol_mol": 44},
+                                      conditions=[icd10("E14.9")]), set()),
+    ("hba1c-44-on-metformin", dict(facts={"hba1c_mmol_mol": 44}, medications=[METFORMIN]),
+     set()),
+    ("hba1c-44-on-insulin", dict(facts={"hba1c_mmol_mol": 44}, medications=[INSULIN]), set()),
+    ("hba1c-44-diabetes-resolved-later", dict(
+        facts={"hba1c_mmol_mol": 44},
+        conditions=[snomed("44054006", "2015-01-01"), snomed(DIABETES_RESOLVED, "2019-01-01")]),
+     {DPP}),
+    ("hba1c-44-diabetes-after-resolved", dict(
+        facts={"hba1c_mmol_mol": 44},
+        conditions=[snomed(DIABETES_RESOLVED, "2019-01-01"), snomed("44054006", "2022-01-01")]),
+     set()),
+    ("hba1c-44-resolved-undated", dict(
+        facts={"hba1c_mmol_mol": 44},
+        conditions=[snomed("44054006"), snomed(DIABETES_RESOLVED, "2019-01-01")]), set()),
+    ("hba1c-44-gestational-diabetes", dict(facts={"hba1c_mmol_mol": 44},
+                                           conditions=[icd10("O24.4")]), {DPP}),
+    ("hba1c-44-991-days-old", dict(facts={"hba1c_mmol_mol": 44},
+                                   fact_dates={"hba1c_mmol_mol": days_ago(991)}), set()),
+    ("hba1c-44-365-days-old", dict(facts={"hba1c_mmol_mol": 44},
+                                   fact_dates={"hba1c_mmol_mol": days_ago(365)}), {DPP}),
     # Blood pressure: >= 140 systolic or >= 90 diastolic, no hypertension.
     ("bp-139-89", dict(facts={"systolic_bp": 139, "diastolic_bp": 89}), set()),
     ("bp-140-80", dict(facts={"systolic_bp": 140, "diastolic_bp": 80}), {BP}),
@@ -230,6 +280,19 @@ VIGNETTES: list[tuple[str, dict[str, Any], set[str]]] = [
                              conditions=[snomed("38341003")]), set()),
     ("bp-hypertensive-i10", dict(facts={"systolic_bp": 150}, conditions=[icd10("I10")]), set()),
     ("bp-age-17", dict(age=17, facts={"systolic_bp": 150}), set()),
+    ("bp-hypertensive-i10-icd10-cm", dict(facts={"systolic_bp": 150},
+                                          conditions=[{"system": ICD10_CM, "code": "I10"}]),
+     set()),
+    ("bp-on-antihypertensive", dict(
+        facts={"systolic_bp": 150},
+        medications=[{"system": DMD, "code": min(CATALOGUE.medicines["hypertension"].codes)}]),
+     set()),
+    ("bp-hypertension-resolved-later", dict(
+        facts={"systolic_bp": 150},
+        conditions=[snomed("38341003", "2012-01-01"), snomed(HYPERTENSION_RESOLVED,
+                                                             "2016-01-01")]), {BP}),
+    ("bp-reading-400-days-old", dict(facts={"systolic_bp": 150},
+                                     fact_dates={"systolic_bp": days_ago(400)}), set()),
     # Structured education: type 2 diabetes diagnosed within the last 365 days.
     ("t2-onset-365", dict(conditions=[snomed("44054006", days_ago(365))]), {DESMOND}),
     ("t2-onset-366", dict(conditions=[snomed("44054006", days_ago(366))]), set()),
@@ -262,10 +325,25 @@ VIGNETTES: list[tuple[str, dict[str, Any], set[str]]] = [
                                facts={"efi_category": "moderate"}), {FRAILTY}),
     ("efi-day-before-65", dict(age=None, birth_date="1961-03-02",
                                facts={"efi_category": "moderate"}), set()),
+    # A frailty code sets efi_category when the fact is not sent.
+    ("moderate-frailty-code", dict(age=70, conditions=[snomed("925831000000107", days_ago(60))]),
+     {FRAILTY}),
+    ("severe-frailty-code-undated", dict(age=70, conditions=[snomed("925861000000102")]),
+     {FRAILTY}),
+    ("mild-frailty-code", dict(age=70, conditions=[snomed("925791000000100", days_ago(60))]),
+     set()),
+    ("severe-frailty-code-400-days-old", dict(
+        age=70, conditions=[snomed("925861000000102", days_ago(400))]), set()),
+    ("frailty-code-but-fit-sent", dict(age=70, facts={"efi_category": "fit"},
+                                       conditions=[snomed("925861000000102")]), set()),
     # Carers, money advice, loneliness: no age limit.
     ("carer", dict(facts={"is_carer": True}), {CARERS}),
     ("not-carer", dict(facts={"is_carer": False}), set()),
     ("young-carer", dict(age=14, facts={"is_carer": True}), {CARERS}),
+    ("carer-code", dict(conditions=[snomed("224484003", "2024-01-01")]), {CARERS}),
+    ("carer-code-then-not-a-carer", dict(conditions=[snomed("224484003", "2020-01-01"),
+                                                     snomed("506401000000109", "2024-01-01")]),
+     set()),
     ("money", dict(facts={"financial_concern": True}), {MONEY}),
     ("no-money-concern", dict(facts={"financial_concern": False}), set()),
     ("ucla-5", dict(facts={"ucla3": 5}), set()),
@@ -420,3 +498,17 @@ def test_explanations_serialise_for_the_dry_run():
     data = decide(facts={"smoking_status": "current"}).to_dict()
     assert data["matches"][0]["rule"]["key"] == SMOKING
     assert data["matches"][0]["explanation"]
+
+
+def test_a_prompt_says_what_it_rests_on():
+    decision = decide(facts={"hba1c_mmol_mol": 44.0, "bmi": 24.0},
+                      fact_dates={"hba1c_mmol_mol": "2026-01-03", "bmi": "2025-06-01"})
+    assert {c.rule.key for c in decision.shown} == {DPP}
+    assert decision.evidence[DPP] == [
+        {"fact": "age", "value": 40, "recorded_at": None},
+        {"fact": "hba1c_mmol_mol", "value": 44.0, "recorded_at": "2026-01-03"}]
+    dates = {e["fact"]: e["recorded_at"] for e in decision.evidence[DPP] if e["recorded_at"]}
+    summary, _ = render_prompt(BY_KEY[DPP], {"hba1c_mmol_mol": 44.0}, dates)
+    assert "HbA1c 44 mmol/mol on 3 January 2026 means" in summary
+    summary, _ = render_prompt(BY_KEY[DPP], {"hba1c_mmol_mol": 44.5})
+    assert "HbA1c 44.5 mmol/mol means" in summary

@@ -215,7 +215,7 @@ def test_a_suggestion_carries_what_staff_need_to_refer() -> None:
     assert resolved == {
         "label": "Refer to Service quit", "service_id": "quit", "service_type": "stop_smoking",
         "name": "Service quit", "contact": {"phone": "0161 496 0999"},
-        "referral_url": "https://example.org/r", "self_referral": True,
+        "referral_url": "https://example.org/r", "self_referral": True, "national": False,
     }
 
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import marshmallow as ma
 import pytest
-from conftest import make_event
 
 from mecc.clinical.catalogue import load_catalogue
 from mecc.intake.schemas import build_event_schemas
 from mecc.platform.errors import flatten_errors
+from tests.support.factories import make_event
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = load_catalogue(ROOT / "config")

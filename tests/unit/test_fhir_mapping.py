@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ import pytest
 
 from mecc.clinical.catalogue import load_catalogue
 from mecc.interop import fhir
+from mecc.interop.fhir import observation as observations
+from mecc.interop.fhir import body, scores, smoking, units
 from mecc.platform.errors import ValidationFailed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,11 +48,20 @@ def bundle(*resources: dict[str, Any], kind: str = "collection") -> dict[str, An
                       for i, r in enumerate(resources)]}
 
 
+def fresh(resource: dict[str, Any], when: str = "2024-01-10") -> dict[str, Any]:
+    """An example Observation re-dated to before the contact: the examples date from 1999-2023,
+    and a value older than its fact's maximum age at the contact is not used."""
+    for name in ("effectiveDateTime", "effectivePeriod", "effectiveInstant"):
+        resource.pop(name, None)
+    resource["effectiveDateTime"] = when
+    return resource
+
+
 def us_core_bundle() -> dict[str, Any]:
     return bundle(us_core("patient-example.json"), encounter(),
-                  us_core("bmi.json"), us_core("blood-pressure.json"),
-                  us_core("bp-data-absent.json"), us_core("some-day-smoker.json"),
-                  us_core("Observation-AUDIT-C-item-example-75626-2.json"),
+                  fresh(us_core("bmi.json")), fresh(us_core("blood-pressure.json")),
+                  fresh(us_core("bp-data-absent.json")), fresh(us_core("some-day-smoker.json")),
+                  fresh(us_core("Observation-AUDIT-C-item-example-75626-2.json")),
                   us_core("condition-encounter-diagnosis-example1.json"))
 
 
@@ -128,10 +140,24 @@ def test_ignored_says_what_was_not_used_and_why() -> None:
     absent = next(i for i in result.ignored if i["from"] == "Observation/bp-data-absent"
                   and "dataAbsentReason" in i["reason"])
     assert absent["element"] == "component[1].dataAbsentReason"
-    assert any("icd-10-cm" in r
+    # ICD-10-CM is read (by category) since issue 10; the SNOMED CT coding came first.
+    assert any("Another coding" in r
                for r in ignored_reasons(result, "Condition/encounter-diagnosis-example1"))
     assert any("99211" in r for r in ignored_reasons(result, "Encounter/example-1"))
     assert any("74048" in r for r in ignored_reasons(result, "Patient/example"))
+
+
+def test_values_older_than_their_facts_maximum_age_are_ignored_with_their_date() -> None:
+    result = run(bundle(us_core("patient-example.json"), encounter(), us_core("bmi.json"),
+                        us_core("some-day-smoker.json"),
+                        us_core("Observation-AUDIT-C-item-example-75626-2.json")))
+    assert result.event["facts"] == {"audit_c": 0}  # 2023-08-14: within 365 days
+    assert result.event["fact_dates"] == {"audit_c": "2023-08-14T20:40:49.675000+00:00"}
+    stale = {i["fact"]: i for i in result.ignored if "recorded_at" in i}
+    assert stale["bmi"]["recorded_at"] == "1999-07-02"
+    assert "older than 730 days" in stale["bmi"]["reason"]
+    assert stale["smoking_status"]["recorded_at"] == "2016-03-18T05:27:04+00:00"
+    assert stale["smoking_status"]["from"] == "Observation/some-day-smoker"
 
 
 def test_an_observation_after_the_contact_is_not_a_fact_of_it() -> None:
@@ -278,7 +304,7 @@ def test_uk_core_snomed_codes_are_read_from_any_coding() -> None:
     ("65568007", "current"), ("428071000124103", "current"), ("428061000124105", "current"),
     ("8517006", "ex"), ("266919005", "never")])
 def test_smoking_status_values(code: str, status: str) -> None:
-    smoker = us_core("some-day-smoker.json")
+    smoker = fresh(us_core("some-day-smoker.json"))
     smoker["valueCodeableConcept"]["coding"][0]["code"] = code
     assert with_observations(smoker).event["facts"]["smoking_status"] == status
 
@@ -430,7 +456,8 @@ def test_conditions_active_or_without_status_are_used_with_their_onset() -> None
         {"system": "http://hl7.org/fhir/sid/icd-10", "code": "J44.9",
          "onset_date": "2020-01-01"}]
     groups = {m["from"]: m["groups"] for m in result.mapped if "condition" in m}
-    assert groups == {"Condition/dm": ["diabetes_type2"], "Condition/copd": ["copd"]}
+    assert groups == {"Condition/dm": ["diabetes_any", "diabetes_type2"],
+                      "Condition/copd": ["copd"]}
 
 
 @pytest.mark.parametrize("changes", [
@@ -479,10 +506,12 @@ def test_a_transaction_bundle_is_accepted() -> None:
 
 
 def test_entry_without_resource_and_missing_patient_or_encounter() -> None:
-    body = bundle(encounter())
+    body = bundle(us_core("patient-example.json"), encounter())
     body["entry"].append({"fullUrl": "urn:uuid:x"})
-    errors = errors_of(body)
-    assert "Bundle.entry[1].resource" in errors
+    result = run(body)  # nothing in it could be mapped: reported, not refused
+    assert {"from": "Bundle.entry[2]", "element": "resource",
+            "reason": "No resource with a resourceType: nothing in this entry is used."
+            } in result.ignored
     errors = errors_of(bundle(encounter()))
     assert errors["Bundle.entry"] == ["A Patient resource is required."]
     errors = errors_of(bundle(us_core("patient-example.json")))
@@ -537,7 +566,7 @@ def test_errors_of_the_mapped_event_name_the_fact_and_the_resource() -> None:
 
 def test_provenance_covers_facts_conditions_and_the_person() -> None:
     t2dm = condition("dm", SNOMED, "44054006", onsetDateTime="2023-09-30")
-    result = run(bundle(uk_patient(), encounter(), us_core("bmi.json"), t2dm))
+    result = run(bundle(uk_patient(), encounter(), fresh(us_core("bmi.json")), t2dm))
     prov = result.provenance
     assert prov["facts.bmi"] == fhir.Origin("Observation/bmi",
                                             "Bundle.entry[2].resource.valueQuantity.value")
@@ -579,6 +608,40 @@ def test_reference_ids() -> None:
     assert fhir.reference_id("https://x.example/fhir/PractitionerRole/9/_history/2") == (
         "PractitionerRole", "9")
     assert fhir.reference_id("urn:uuid:abc") == (None, "urn:uuid:abc")
+
+
+@pytest.mark.parametrize(("fact", "raw", "unit", "value", "converted"), [
+    ("systolic_bp", 18, "kPa", 135, True),  # 135.01 mm[Hg], rounded half up
+    ("diastolic_bp", 80.5, "mm[Hg]", 81, False),
+    ("bmi", 31, "kg/m^2", 31.0, False),
+    ("bmi", 31.2, None, 31.2, False),
+    ("hba1c_mmol_mol", 7.0, "%", 53.0, True),  # (7.0 - 2.15) x 10.929
+    ("hba1c_mmol_mol", 48, None, 48.0, False),
+    ("audit_c", 4, "{score}", 4, False),
+])
+def test_unit_conversion_to_the_catalogue_unit(fact: str, raw: float, unit: str | None,
+                                                value: Any, converted: bool) -> None:
+    result = units.convert(CATALOGUE, fact, raw, unit)
+    assert result.value == value
+    assert type(result.value) is type(value)
+    assert (result.note is not None) == converted
+
+
+@pytest.mark.parametrize(("fact", "unit"), [("bmi", "lb/in2"), ("systolic_bp", "cmH2O"),
+                                            ("hba1c_mmol_mol", "mg/dL"), ("audit_c", "%")])
+def test_an_unknown_unit_is_not_converted(fact: str, unit: str) -> None:
+    with pytest.raises(units.Unconvertible, match=f"Unit '{re.escape(unit)}' cannot be"):
+        units.convert(CATALOGUE, fact, 5, unit)
+
+
+def test_every_prefetched_code_is_in_a_code_table() -> None:
+    """The CDS prefetch template asks only for codes the mapping reads."""
+    tables = {*observations.NUMERIC_CODES, *observations.BP_PANELS, *observations.SYSTOLIC,
+              *observations.DIASTOLIC, *smoking.SMOKING_STATUS_CODES, *scores.SCORE_PANELS,
+              *((LOINC, code) for code in scores.ITEM_SCALE), *body.MEASURES,
+              *((SNOMED, code) for code in smoking.SMOKING_VALUES)}
+    asked = {(LOINC, c) for c in fhir.PREFETCH_LOINC} | {(SNOMED, c) for c in fhir.PREFETCH_SNOMED}
+    assert asked <= tables
 
 
 # ------------------------------------------------------------------------------ robustness

@@ -19,16 +19,13 @@ from mecc.clinical.catalogue import load_catalogue
 from mecc.clinical.directory import SERVICE_TYPES
 from mecc.clinical.domain import RuleDef, Source
 from mecc.clinical.rulepack import (
-    SUMMARY_MAX_CHARS,
     RulePackError,
-    _widest_facts,
     dump_rule_pack,
-    fit_summary,
     load_rule_pack,
     parse_rule,
-    render_prompt,
     rule_to_dict,
 )
+from mecc.clinical.templates import SUMMARY_MAX_CHARS, fit_summary, render_prompt, widest_facts
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PACK = ROOT / "config" / "rules" / "default.yaml"
@@ -129,7 +126,7 @@ def test_indicators_reflect_urgency() -> None:
 
 @pytest.mark.parametrize("rule", PACK, ids=lambda r: r.key)
 def test_every_summary_fits_140_characters_when_rendered(rule: RuleDef) -> None:
-    for facts in ({}, _widest_facts(CATALOGUE), {"audit": 23, "bmi": 27.4567}):
+    for facts in ({}, widest_facts(CATALOGUE), {"audit": 23, "bmi": 27.4567}):
         summary, detail = render_prompt(rule, facts)
         assert 0 < len(summary) <= SUMMARY_MAX_CHARS, (rule.key, summary)
         assert "\n" not in summary and "{{" not in summary and "…" not in summary

@@ -17,7 +17,7 @@ def env(tmp_path: Path, **values: str) -> dict[str, str]:
 
 def test_defaults(tmp_path: Path) -> None:
     settings = Settings.from_env(env(tmp_path))
-    assert settings.database_url == f"sqlite:///{tmp_path / 'var' / 'mecc.platform.db'}"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'var' / 'mecc.db'}"
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
     assert settings.effective_broker_url == settings.redis_url
     assert settings.port == 8000
@@ -25,10 +25,15 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.max_prompts_per_contact == 3
     assert settings.log_level == "INFO"
     assert Path(settings.config_dir, "facts.yaml").exists()
+    assert (settings.evaluation_lease_seconds, settings.task_time_limit) == (90, 60)
+    assert settings.webhook_base_delay_seconds == 5
+    assert (settings.stream_token_seconds, settings.stream_session_seconds,
+            settings.stream_heartbeat_seconds) == (900, 43_200, 15.0)
+    assert settings.gunicorn_worker_class == "gevent"
 
 
 def test_the_class_defaults_match_the_contract() -> None:
-    assert Settings.database_url == "sqlite:///var/mecc.platform.db"
+    assert Settings.database_url == "sqlite:///var/mecc.db"
     assert Settings.redis_url == "redis://127.0.0.1:6379/0"
     assert Settings.port == 8000
 
@@ -110,3 +115,39 @@ def test_overrides(tmp_path: Path) -> None:
     assert settings.port == 9000
     with pytest.raises(SettingsError, match="nonsense"):
         settings.with_overrides({"nonsense": 1})
+
+
+def test_the_bench_and_stream_knobs_come_from_the_environment(tmp_path: Path) -> None:
+    settings = Settings.from_env(env(
+        tmp_path, MECC_EVALUATION_LEASE_SECONDS="20", MECC_TASK_TIME_LIMIT="10",
+        MECC_WEBHOOK_BASE_DELAY_SECONDS="1", MECC_STREAM_TOKEN_SECONDS="60.5",
+        MECC_STREAM_SESSION_SECONDS="600", MECC_STREAM_HEARTBEAT_SECONDS="0.5",
+        MECC_GUNICORN_WORKER_CLASS="gthread", MECC_GUNICORN_THREADS="4"))
+    assert settings.evaluation_lease.total_seconds() == 20
+    assert settings.task_time_limit == 10
+    assert settings.webhook_base_delay_seconds == 1
+    assert (settings.stream_token_seconds, settings.stream_session_seconds,
+            settings.stream_heartbeat_seconds) == (60, 600, 0.5)
+    assert (settings.gunicorn_worker_class, settings.gunicorn_threads) == ("gthread", 4)
+
+
+@pytest.mark.parametrize(("name", "value"), [("MECC_EVALUATION_LEASE_SECONDS", "1"),
+                                             ("MECC_TASK_TIME_LIMIT", "300"),
+                                             ("MECC_WEBHOOK_BASE_DELAY_SECONDS", "0"),
+                                             ("MECC_STREAM_HEARTBEAT_SECONDS", "often"),
+                                             ("MECC_STREAM_TOKEN_SECONDS", "1")])
+def test_bad_knobs_are_settings_errors_naming_the_variable(tmp_path: Path, name: str,
+                                                           value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env(env(tmp_path, **{name: value}))
+
+
+@pytest.mark.parametrize(("lease", "limit"), [("60", "60"), ("30", "60"), ("90", "120")])
+def test_the_lease_must_outlast_the_task_time_limit(tmp_path: Path, lease: str,
+                                                    limit: str) -> None:
+    # Otherwise a slow but live task could be overtaken by a second claim of its events.
+    with pytest.raises(SettingsError, match="MECC_EVALUATION_LEASE_SECONDS.*MECC_TASK_TIME_LIMIT"):
+        Settings.from_env(env(tmp_path, MECC_EVALUATION_LEASE_SECONDS=lease,
+                              MECC_TASK_TIME_LIMIT=limit))
+    with pytest.raises(SettingsError, match="longer than"):
+        Settings.from_env(env(tmp_path)).with_overrides({"task_time_limit": 90})

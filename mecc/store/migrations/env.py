@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection
 
 from mecc.platform.db import Base, make_engine
 from mecc.store import models  # noqa: F401  (registers the tables on Base.metadata)
@@ -23,13 +24,15 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
+    if url is None:
+        raise RuntimeError("mecc.store.migrate sets sqlalchemy.url; run migrations through it")
     engine = make_engine(url)
     with engine.connect() as conn:
         _run(conn)
     engine.dispose()
 
 
-def _run(connection: object) -> None:
+def _run(connection: Connection) -> None:
     # Batch mode lets later migrations alter tables on SQLite too.
     context.configure(connection=connection, target_metadata=Base.metadata,
                       render_as_batch=True, compare_type=True)
