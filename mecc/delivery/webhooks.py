@@ -9,11 +9,12 @@ The database is the record, as for events:
 - the result is written only while the claim token is still ours;
 - no transaction is held open while the HTTP request is in flight.
 
-Retries: exponential backoff with full jitter (5 s doubling, at most 1 h per step), for as long
-as the delivery is younger than 24 h; the first failure after that parks it as `failed`. The
-window counts from the delivery's creation, so a manual retry of a parked delivery makes one
-attempt (and parks it again if that fails). 410 Gone disables the endpoint: that delivery
-and every pending one to the endpoint become `disabled`, and later ones start `disabled`.
+Retries follow mecc.delivery.webhook_schedule: exponential backoff with full jitter (5 s
+doubling, at most 1 h per step), for as long as the delivery is younger than 24 h; the first
+failure after that parks it as `failed`. The window counts from the delivery's creation, so a
+manual retry of a parked delivery makes one attempt (and parks it again if that fails). 410
+Gone disables the endpoint: that delivery and every pending one to the endpoint become
+`disabled`, and later ones start `disabled`.
 Policy refusals (host not allow-listed, address not public, key revoked) park the delivery as
 `failed` at once: retrying cannot help until an administrator changes the key, and
 POST /webhook-deliveries/<id>/retry re-drives it then.
@@ -28,11 +29,10 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -43,6 +43,13 @@ from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
 from mecc.delivery import webhook_client as client
+from mecc.delivery.webhook_schedule import (
+    BASE_DELAY,
+    RETRY_WINDOW,
+    Rand,
+    jitter,
+    next_attempt_at,
+)
 from mecc.intake.contacts import contact_of
 from mecc.intake.read import iso, prompt_dict
 from mecc.platform.db import utcnow
@@ -54,9 +61,6 @@ log = logging.getLogger(__name__)
 
 EVENT_TYPE = "prompts.created"
 STATUSES = ("pending", "delivering", "succeeded", "failed", "disabled")
-BASE_DELAY = 5.0  # the default of Settings.webhook_base_delay_seconds
-MAX_STEP = 3600.0
-RETRY_WINDOW = timedelta(hours=24)
 # A claim's lease; the task passes its hard time limit plus a margin, so a live sender is
 # never overtaken.
 LEASE = timedelta(seconds=90)
@@ -65,36 +69,6 @@ LEASE = timedelta(seconds=90)
 RUN_BUDGET = 40.0
 MAX_PER_RUN = 200
 TIMEOUTS = client.Timeouts()  # connect 3 s, 10 s in all
-Rand = Callable[[], float]
-
-
-# ------------------------------------------------------------------------------ schedule
-def backoff_ceiling(failures: int, base_delay: float = BASE_DELAY) -> float:
-    """The largest delay after this many failures: 5 s, 10 s, 20 s, ... at most 1 h."""
-    return min(MAX_STEP, base_delay * 2.0 ** min(max(failures, 1) - 1, 32))
-
-
-def retry_delay(failures: int, rand: Rand, retry_after: float | None = None, *,
-                base_delay: float = BASE_DELAY) -> float:
-    """Full jitter in [base delay, ceiling]; never sooner than the receiver's Retry-After."""
-    delay = max(base_delay, rand() * backoff_ceiling(failures, base_delay))
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, client.RETRY_AFTER_CAP))
-    return delay
-
-
-def next_attempt_at(*, failures: int, created_at: datetime, now: datetime, rand: Rand,
-                    retry_after: float | None = None,
-                    base_delay: float = BASE_DELAY) -> datetime | None:
-    """When to try again after a failure at `now`, or None: the 24 h window is spent."""
-    if now - created_at >= RETRY_WINDOW:
-        return None
-    return now + timedelta(seconds=retry_delay(failures, rand, retry_after,
-                                               base_delay=base_delay))
-
-
-def _jitter() -> float:
-    return random.random()  # noqa: S311 - spreading retries, not a secret
 
 
 # ------------------------------------------------------------------------------ queueing
@@ -321,7 +295,7 @@ class RunSummary:
 
 def deliver_due(runtime: Runtime, delivery_ids: Sequence[str] | None = None, *,
                 now: datetime | None = None, timeouts: client.Timeouts = TIMEOUTS,
-                rand: Rand = _jitter, resolver: client.Resolver = socket.getaddrinfo,
+                rand: Rand = jitter, resolver: client.Resolver = socket.getaddrinfo,
                 budget: float = RUN_BUDGET, lease: timedelta = LEASE) -> RunSummary:
     """Send these deliveries (or every due one), one claim at a time, within the budget.
 

@@ -18,7 +18,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from mecc.delivery import webhook_client as client
-from mecc.delivery import webhooks
+from mecc.delivery import webhook_schedule, webhooks
 
 
 def key_secret() -> str:
@@ -79,7 +79,7 @@ def simulate(rand: Any, failures_until: timedelta | None = None) -> list[timedel
     for _ in range(100_000):
         attempts.append(now - created)
         failures += 1
-        when = webhooks.next_attempt_at(failures=failures, created_at=created, now=now,
+        when = webhook_schedule.next_attempt_at(failures=failures, created_at=created, now=now,
                                         rand=rand)
         if when is None:
             return attempts
@@ -98,7 +98,7 @@ def test_retries_span_at_least_24_hours_then_give_up(name: str, rand: Any) -> No
     span = attempts[-1]
     assert span >= timedelta(hours=24), name
     # The last attempt is the first failure at or after 24 h: at most one step late.
-    assert span < timedelta(hours=24) + timedelta(seconds=webhooks.MAX_STEP + 1), name
+    assert span < timedelta(hours=24) + timedelta(seconds=webhook_schedule.MAX_STEP + 1), name
     assert attempts == sorted(attempts)
 
 
@@ -109,39 +109,40 @@ def test_random_schedules_make_a_sensible_number_of_attempts() -> None:
 
 
 def test_ceiling_doubles_from_five_seconds_to_one_hour() -> None:
-    ceilings = [webhooks.backoff_ceiling(n) for n in range(1, 16)]
+    ceilings = [webhook_schedule.backoff_ceiling(n) for n in range(1, 16)]
     assert ceilings[:5] == [5.0, 10.0, 20.0, 40.0, 80.0]
     assert all(b == min(2 * a, 3600.0) for a, b in zip(ceilings, ceilings[1:], strict=False))
     assert ceilings[-1] == 3600.0
-    assert webhooks.backoff_ceiling(10_000) == 3600.0  # no overflow for absurd counts
+    assert webhook_schedule.backoff_ceiling(10_000) == 3600.0  # no overflow for absurd counts
 
 
 @pytest.mark.parametrize("failures", [1, 2, 3, 5, 8, 11, 12, 40])
 def test_jitter_stays_within_its_bounds(failures: int) -> None:
     rand = seeded(failures)
-    ceiling = webhooks.backoff_ceiling(failures)
-    delays = [webhooks.retry_delay(failures, rand) for _ in range(2000)]
-    assert all(webhooks.BASE_DELAY <= d <= ceiling for d in delays)
-    if ceiling > webhooks.BASE_DELAY:
+    ceiling = webhook_schedule.backoff_ceiling(failures)
+    delays = [webhook_schedule.retry_delay(failures, rand) for _ in range(2000)]
+    assert all(webhook_schedule.BASE_DELAY <= d <= ceiling for d in delays)
+    if ceiling > webhook_schedule.BASE_DELAY:
         # Full jitter spreads over the whole range, not bunched at one end.
-        quarter = (ceiling - webhooks.BASE_DELAY) / 4
-        assert min(delays) < webhooks.BASE_DELAY + quarter
+        quarter = (ceiling - webhook_schedule.BASE_DELAY) / 4
+        assert min(delays) < webhook_schedule.BASE_DELAY + quarter
         assert max(delays) > ceiling - quarter
-    assert webhooks.retry_delay(failures, lambda: 0.0) == webhooks.BASE_DELAY
-    assert webhooks.retry_delay(failures, lambda: 1.0) == ceiling
+    assert webhook_schedule.retry_delay(failures, lambda: 0.0) == webhook_schedule.BASE_DELAY
+    assert webhook_schedule.retry_delay(failures, lambda: 1.0) == ceiling
 
 
 def test_retry_after_is_a_floor_and_is_capped() -> None:
-    assert webhooks.retry_delay(1, lambda: 1.0, retry_after=120) == 120
-    assert webhooks.retry_delay(12, lambda: 1.0, retry_after=120) == 3600  # backoff is longer
-    assert webhooks.retry_delay(1, lambda: 1.0, retry_after=10 * 86400) == client.RETRY_AFTER_CAP
+    assert webhook_schedule.retry_delay(1, lambda: 1.0, retry_after=120) == 120
+    schedule = webhook_schedule
+    assert schedule.retry_delay(12, lambda: 1.0, retry_after=120) == 3600  # backoff is longer
+    assert schedule.retry_delay(1, lambda: 1.0, retry_after=10 * 86400) == client.RETRY_AFTER_CAP
 
 
 def test_no_retry_once_the_window_is_spent() -> None:
     created = datetime(2026, 1, 1, tzinfo=UTC)
     late = created + timedelta(hours=24)
-    assert webhooks.next_attempt_at(failures=60, created_at=created, now=late,
+    assert webhook_schedule.next_attempt_at(failures=60, created_at=created, now=late,
                                     rand=lambda: 1.0) is None
     almost = late - timedelta(seconds=1)
-    assert webhooks.next_attempt_at(failures=60, created_at=created, now=almost,
+    assert webhook_schedule.next_attempt_at(failures=60, created_at=created, now=almost,
                                     rand=lambda: 1.0) == almost + timedelta(hours=1)
