@@ -3,16 +3,30 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Every dependency of the package and its test extra, pinned with its hashes (`make lock`).
+LOCK := requirements.lock
 
-.PHONY: run test test-fast check install seed lint typecheck imports faults bench bench-ingest bench-rules bench-pipeline clean migration
+.PHONY: run test test-fast check install lock audit seed lint typecheck imports faults bench bench-ingest bench-rules bench-pipeline bench-fuzz clean migration
 
-$(STAMP): pyproject.toml
+# Exactly what the lock file says, each download checked against its hash; then the project
+# itself, which adds nothing (--no-deps).
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Regenerate the lock file after changing a dependency in pyproject.toml, then `make install`.
+lock:
+	test -x $(BIN)/uv || $(MAKE) install
+	$(BIN)/uv pip compile pyproject.toml --extra test --generate-hashes --python-version 3.11 \
+		--custom-compile-command "make lock" --quiet --output-file $(LOCK)
+
+# Known vulnerabilities in the locked dependencies (pip-audit; README, "Supply chain").
+audit: install
+	$(BIN)/python scripts/audit_dependencies.py
 
 seed: install
 	$(BIN)/mecc seed
@@ -21,8 +35,9 @@ run: seed
 	$(BIN)/mecc run
 
 # Branch coverage of the code run in the test process (gunicorn and worker processes the
-# integration tests start are not measured); the floor sits a few points under the figure.
-COVERAGE := --cov=mecc --cov-branch --cov-report=term:skip-covered --cov-fail-under=60
+# integration tests start are not measured). Measured 76% (statements and branches) without
+# the slow and browser tests, 2026-12-04; the floor sits a few points under it.
+COVERAGE := --cov=mecc --cov-branch --cov-report=term:skip-covered --cov-fail-under=72
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(COVERAGE)
@@ -56,6 +71,10 @@ bench-rules: install
 
 bench-pipeline: install
 	$(BIN)/python -m bench.pipeline
+
+# The long schemathesis run (about 25 minutes); its figures go to bench/RESULTS.md.
+bench-fuzz: install
+	$(BIN)/python -m bench.fuzz_api
 
 # Regenerate a migration from the models: make migration MESSAGE="add x"
 migration: install

@@ -7,7 +7,14 @@ request with the live rules and suppression, and answers cards. The baseline, me
 same run with the same client: GET /cds-services (discovery) on the same server, i.e. the
 cost of the web stack alone.
 
-    .venv/bin/python -m bench.cds [--calls 400] [--concurrency 4] [--output bench/out/cds.md]
+    .venv/bin/python -m bench.cds [--calls 400] [--concurrency 4] [--prefetch-kb 100-150]
+        [--output bench/out/cds.md]
+
+By default each call prefetches a Patient and two Observations (a few hundred bytes). With
+`--prefetch-kb LOW-HIGH` each call's prefetch is a record from tests/fixtures/fhir/ (the UK GP
+records: Conditions, Observations, medicines) grown with earlier-dated copies of the fixtures'
+Observations and Conditions until its JSON is LOW-HIGH KB, as an EHR's searches over a long
+record return; sizes spread evenly over the range.
 """
 
 from __future__ import annotations
@@ -42,6 +49,65 @@ SERVICE = "/cds-services/mecc-patient-view"
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+RECORDS = ROOT / "tests" / "fixtures" / "fhir"
+_KEYS = {"Condition": "conditions", "Observation": "observations",
+         "MedicationStatement": "medications", "MedicationRequest": "medications"}
+
+
+def _fixture_resources() -> tuple[list[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """The UK records' own resources (one list per record, Patient first), and a pool of every
+    fixture's Observations and Conditions to grow them with."""
+    records, pool = [], []
+    for path in sorted(RECORDS.glob("*.json")):
+        resources = [e["resource"] for e in json.loads(path.read_text())["entry"]]
+        if path.name.startswith("uk_"):
+            records.append([r for r in resources if r["resourceType"] == "Patient"]
+                           + [r for r in resources if r["resourceType"] in _KEYS])
+        pool += [r for r in resources if r["resourceType"] in ("Observation", "Condition")]
+    return records, pool
+
+
+def _dated_back(resource: dict[str, Any], days: int) -> dict[str, Any]:
+    copy = json.loads(json.dumps(resource))
+    for key in ("effectiveDateTime", "onsetDateTime", "recordedDate"):
+        if isinstance(copy.get(key), str) and len(copy[key]) >= 10:
+            day = datetime.fromisoformat(copy[key][:10]) - timedelta(days=days)
+            copy[key] = day.date().isoformat()
+    return copy
+
+
+def record_prefetch(i: int, low_kb: int, high_kb: int,
+                    fixtures: tuple[list[list[dict[str, Any]]], list[dict[str, Any]]]
+                    ) -> dict[str, Any]:
+    """Prefetch for call i: a fixture record as patient `bench-i`, grown to its target size."""
+    records, pool = fixtures
+    target = (low_kb + (high_kb - low_kb) * (i * 7919 % 101) / 100) * 1024
+    patient, *own = (json.loads(json.dumps(r)) for r in records[i % len(records)])
+    patient["id"] = f"bench-{i}"
+    bundles: dict[str, dict[str, Any]] = {}
+
+    def add(resource: dict[str, Any], n: int) -> int:
+        resource["id"] = f"bench-{i}-{n}"
+        resource["subject"] = {"reference": f"Patient/{patient['id']}"}
+        resource.pop("encounter", None)
+        key = _KEYS[resource["resourceType"]]
+        bundles.setdefault(key, {"resourceType": "Bundle", "type": "searchset", "entry": []})
+        entry = {"fullUrl": f"https://ehr.bench.example/fhir/{resource['resourceType']}/"
+                            f"{resource['id']}", "resource": resource}
+        bundles[key]["entry"].append(entry)
+        return len(json.dumps(entry, separators=(",", ":")))
+
+    size = len(json.dumps(patient, separators=(",", ":")))
+    for n, resource in enumerate(own):
+        size += add(resource, n)
+    n = len(own)
+    while size < target:
+        source = pool[(i + n) % len(pool)]
+        size += add(_dated_back(source, 30 * (1 + n // len(pool)) + n % 29), n)
+        n += 1
+    return {"patientToGreet": patient, **bundles}
 
 
 def hook_body(i: int) -> dict[str, Any]:
@@ -125,13 +191,19 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--output", default="")
+    parser.add_argument("--prefetch-kb", default="",
+                        help="LOW-HIGH: each call prefetches a fixture record of this size")
     args = parser.parse_args()
+    sizes = [int(kb) for kb in args.prefetch_kb.split("-")] if args.prefetch_kb else []
+    fixtures = _fixture_resources() if sizes else ([], [])
+    body_kb: list[float] = []
 
     work = Path(tempfile.mkdtemp(prefix="mecc-bench-cds-"))
     database = new_database("postgresql", work, prefix="mecc_bench_cds", migrate=False)
     port = free_port()
+    # The token's audience is checked against the public URL (required since issue 10's work).
     env = service_env(database.url, BENCH_REDIS_URL, work, MECC_PORT=str(port),
-                      MECC_RATE_LIMIT="off")
+                      MECC_RATE_LIMIT="off", MECC_PUBLIC_URL=f"http://127.0.0.1:{port}")
     api = None
     try:
         seed(env)
@@ -148,7 +220,13 @@ def main() -> int:
             return "GET", "/cds-services", None, {}
 
         def hook(i: int) -> tuple[str, str, str, dict[str, str]]:
-            return "POST", SERVICE, json.dumps(hook_body(i)), {
+            body = hook_body(i)
+            if sizes:
+                body["prefetch"] = record_prefetch(i, sizes[0], sizes[-1], fixtures)
+                body["context"]["patientId"] = body["prefetch"]["patientToGreet"]["id"]
+            text = json.dumps(body)
+            body_kb.append(len(text) / 1024)
+            return "POST", SERVICE, text, {
                 "Authorization": f"Bearer {ehr.token()}", "Content-Type": "application/json"}
 
         run_load(port, 20, 2, hook)  # warm up: caches, connections
@@ -160,7 +238,9 @@ def main() -> int:
         database.drop()
 
     rows = [("discovery (baseline)", base), ("patient-view → cards", cards)]
-    lines = [f"CDS Hooks, {args.calls} calls, concurrency {args.concurrency}",
+    shown = (f"; request bodies {min(body_kb):.0f}-{max(body_kb):.0f} KB, median "
+             f"{statistics.median(body_kb):.0f} KB" if sizes else "")
+    lines = [f"CDS Hooks, {args.calls} calls, concurrency {args.concurrency}{shown}",
              "", "| request | p50 ms | p99 ms | mean ms | ratio p50 to baseline |",
              "|---|---|---|---|---|"]
     for label, values in rows:

@@ -8,6 +8,7 @@ and Redis database 14 (FLUSHDB on that database only).
 
 from __future__ import annotations
 
+import os
 import platform
 import random
 import re
@@ -25,7 +26,8 @@ from tests.support import ROOT
 from tests.support.stack import BENCH_REDIS_URL, flush_redis, new_database, service_env
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
-PG_BENCH_DB = "mecc_bench"
+# MECC_BENCH_DB (a name starting mecc_bench) lets two benchmarks run side by side.
+PG_BENCH_DB = os.environ.get("MECC_BENCH_DB") or "mecc_bench"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,7 +67,8 @@ run of its script; figures are from one run on the machine named in the section.
 numbers drift between runs, so each figure is compared with a baseline measured in the same run.
 
 """
-SECTIONS = ("push", "rules", "ingest", "pipeline", "reports")
+SECTIONS = ("push", "rules", "ingest", "ingest-rabbitmq", "pipeline", "pipeline-rabbitmq",
+            "reports", "fuzz")
 
 
 def write_section(name: str, markdown: str) -> None:
@@ -300,3 +303,21 @@ def median(values: Sequence[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def rabbitmq_broker(env: dict[str, str], broker: str) -> str:
+    """With `--broker rabbitmq`: a virtual host of our own on the machine's RabbitMQ as the
+    broker of `env` and of this process (bench/noop_tasks.py reads it); its URL ("" for
+    Redis). The caller drops it with tests.support.rabbitmq.delete_vhost."""
+    if broker != "rabbitmq":
+        return ""
+    from tests.support import rabbitmq
+
+    url = rabbitmq.create_vhost("mecc-bench")
+    env["MECC_BROKER_URL"] = os.environ["MECC_BROKER_URL"] = url
+    return url
+
+
+def broker_label(broker: str) -> str:
+    return ("RabbitMQ 3.10 on this machine (quorum queues, publisher confirms; a virtual host "
+            "of its own)" if broker == "rabbitmq" else "Redis database 14")

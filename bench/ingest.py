@@ -17,6 +17,7 @@ what the client saw answered.
     .venv/bin/python -m bench.ingest                 # about 2.5 minutes
     .venv/bin/python -m bench.ingest --sqlite
     .venv/bin/python -m bench.ingest --duration 5 --rounds 1 --no-write   # smoke test
+    .venv/bin/python -m bench.ingest --broker rabbitmq   # the API publishing to RabbitMQ
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from bench.common import (
     Analyzer,
     People,
     bench_env,
+    broker_label,
     command_line,
     event_body,
     flush_bench_redis,
@@ -43,6 +45,7 @@ from bench.common import (
     machine,
     machine_markdown,
     median,
+    rabbitmq_broker,
     temp_var_dir,
     write_section,
 )
@@ -85,8 +88,7 @@ def cost_breakdown(env: dict[str, str], key: str, count: int, kind: str) -> dict
     No HTTP server and no concurrency: this explains the ratio rather than measuring it.
     """
     os.environ.update(env)
-    from bare_app import create_app as create_bare
-
+    from bench.bare_app import create_app as create_bare
     from mecc.api import create_app
     from mecc.intake import service as intake
     from mecc.views import auth
@@ -171,6 +173,8 @@ def main() -> None:
                         help="events per step for the in-process cost breakdown (0: skip)")
     parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--broker", choices=("redis", "rabbitmq"), default="redis",
+                        help="the real API's broker (rabbitmq: confirms on quorum queues)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -181,6 +185,7 @@ def main() -> None:
     kind = "sqlite" if args.sqlite else "postgresql"
     database_url = fresh_database(kind, var)
     env = bench_env(database_url, var)
+    rabbit = rabbitmq_broker(env, args.broker)
     flush_bench_redis()
     seed(env)
     key = create_key(env, scopes=("events:write", "prompts:read")).key
@@ -238,10 +243,14 @@ def main() -> None:
               if by_name[name].server == "real"}
     costs = cost_breakdown(env, key, args.breakdown, kind) if args.breakdown else {}
     flush_bench_redis()
+    if rabbit:
+        from tests.support.rabbitmq import delete_vhost
+
+        delete_vhost(rabbit)
     text = report(phases, stored, costs, info, load_before, args, kind)
     print(text)
     if not args.no_write:
-        write_section("ingest", text)
+        write_section("ingest" if args.broker == "redis" else "ingest-rabbitmq", text)
     if not args.keep:
         shutil.rmtree(var, ignore_errors=True)
 
@@ -264,7 +273,8 @@ def report(phases: list[Phase], stored: dict[str, int], costs: dict[str, float],
         return f"{median([r[key] for r in phase.results]) / 1000:.1f}"
 
     lines = [
-        "## Ingest: POST /api/v1/events against a bare endpoint",
+        "## Ingest: POST /api/v1/events against a bare endpoint"
+        + (" (RabbitMQ)" if args.broker == "rabbitmq" else ""),
         "",
         machine_markdown(info).rstrip(),
         f"- Load average before the run: {load_before[0]:.2f} (the machine is shared; "
@@ -273,7 +283,8 @@ def report(phases: list[Phase], stored: dict[str, int], costs: dict[str, float],
         f"- Stack: gunicorn with `mecc.platform.gunicorn_conf` ({gunicorn_description()}), "
         f"{args.workers} workers for both servers; database {kind} (fresh `mecc_bench`"
         f"{'' if kind == 'postgresql' else ' SQLite file'}, default rule pack seeded); Celery "
-        "broker Redis database 14 (no worker running; each accepted event sends its task); "
+        f"broker {broker_label(args.broker)} (no worker running; each accepted event sends its "
+        "task); "
         "per-key rate limit raised out of reach (its Redis check still runs)."
         + (" PostgreSQL here runs with autovacuum off, so the benchmark runs ANALYZE every 5 s "
            "as auto-analyze would." if kind == "postgresql" else ""),

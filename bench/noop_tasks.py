@@ -19,13 +19,15 @@ from celery import Celery
 from mecc.platform.celery_app import celery_config
 from mecc.platform.settings import Settings
 
-BROKER_URL = os.environ.get("MECC_BROKER_URL") or os.environ.get(
-    "MECC_REDIS_URL", "redis://127.0.0.1:6379/14")
+REDIS_URL = os.environ.get("MECC_REDIS_URL", "redis://127.0.0.1:6379/14")
+# RabbitMQ when MECC_BROKER_URL says so (bench/pipeline.py --broker rabbitmq); the count
+# stays in Redis either way.
+BROKER_URL = os.environ.get("MECC_BROKER_URL") or REDIS_URL
 DONE_KEY = "bench:noop:done"
 TASK_NAME = "bench.noop"
 
 celery = Celery("bench_noop")
-celery.config_from_object(celery_config(Settings(redis_url=BROKER_URL)))
+celery.config_from_object(celery_config(Settings(redis_url=REDIS_URL, broker_url=BROKER_URL)))
 _client: dict[int, redis.Redis] = {}
 
 
@@ -33,7 +35,7 @@ def _redis() -> redis.Redis:
     # One connection per worker process (created after the fork).
     pid = os.getpid()
     if pid not in _client:
-        _client[pid] = redis.Redis.from_url(BROKER_URL)
+        _client[pid] = redis.Redis.from_url(REDIS_URL)
     return _client[pid]
 
 

@@ -14,6 +14,8 @@ carries 100 events, so the per-task cost of the broker and the worker is shared.
 
     .venv/bin/python -m bench.pipeline              # about 2 minutes
     .venv/bin/python -m bench.pipeline --events 2000 --no-write   # smoke test
+    .venv/bin/python -m bench.pipeline --broker rabbitmq   # both runs on RabbitMQ (quorum
+                                                           # queues, confirms): its own section
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from bench.common import (
     Analyzer,
     People,
     bench_env,
+    broker_label,
     command_line,
     event_body,
     flush_bench_redis,
@@ -42,6 +45,7 @@ from bench.common import (
     machine,
     machine_markdown,
     median,
+    rabbitmq_broker,
     temp_var_dir,
     write_section,
 )
@@ -266,6 +270,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=120.0, help="per measurement")
     parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--broker", choices=("redis", "rabbitmq"), default="redis",
+                        help="the broker of both the no-op and the real run")
     args = parser.parse_args()
 
     info = machine()
@@ -274,6 +280,7 @@ def main() -> None:
     database_url = fresh_database("postgresql", var)
     env = bench_env(database_url, var)
     os.environ["MECC_REDIS_URL"] = env["MECC_REDIS_URL"]  # for noop_tasks in this process
+    rabbit = rabbitmq_broker(env, args.broker)
     stack.seed(env)
     key = stack.create_key(env, scopes=("events:write", "prompts:read")).key
     runs: dict[str, list[dict[str, Any]]] = {"noop": [], "real": [], "noop_drain": [],
@@ -309,10 +316,14 @@ def main() -> None:
     finally:
         analyzer.stop()
         flush_bench_redis()
+        if rabbit:
+            from tests.support.rabbitmq import delete_vhost
+
+            delete_vhost(rabbit)
     text = report(runs, info, load_before, args)
     print(text)
     if not args.no_write:
-        write_section("pipeline", text)
+        write_section("pipeline" if args.broker == "redis" else "pipeline-rabbitmq", text)
     if not args.keep:
         shutil.rmtree(var, ignore_errors=True)
 
@@ -330,13 +341,15 @@ def report(runs: dict[str, list[dict[str, Any]]], info: dict[str, str],
     not_done = sum(r["events"] - r["statuses"].get("evaluated", 0) for r in real_all)
     last = runs["real"][-1]
     lines = [
-        "## Pipeline: accepted to prompts stored, against a no-op Celery task",
+        "## Pipeline: accepted to prompts stored, against a no-op Celery task"
+        + (" (RabbitMQ)" if args.broker == "rabbitmq" else ""),
         "",
         machine_markdown(info).rstrip(),
         f"- Load average before the run: {load_before[0]:.2f} (the machine is shared; no-op "
         "and real runs alternate so that other load hits both)",
         f"- Command: `{command_line()}`",
-        f"- N = {args.events:,} events per measurement. Broker: Redis database 14. Database: "
+        f"- N = {args.events:,} events per measurement. Broker: {broker_label(args.broker)}. "
+        "Database: "
         "fresh PostgreSQL `mecc_bench` seeded with the default rule pack (17 rules) and "
         "services; ANALYZE every 5 s (this PostgreSQL runs with autovacuum off). Events as in "
         "bench/common.py (4-6 facts, 0-3 conditions, from a pool of people so that some have "

@@ -24,6 +24,10 @@ from mecc.platform.observability import configure_logging, init_request_logging
 from mecc.platform.ratelimit import init_rate_limits
 from mecc.platform.runtime import Runtime
 from mecc.platform.settings import Settings
+from mecc.views import check_request_values
+from mecc.views.bodies import register_body_schemas
+from mecc.views.headers import init_security_headers
+from mecc.views.openapi import StandardResponses, extend_spec
 from mecc.views.problems import ProblemApi, register_error_handlers
 
 log = logging.getLogger(__name__)
@@ -64,13 +68,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     app = Flask("mecc")
     app.config.update(_flask_config(settings))
-    api = ProblemApi(app)
+    api = ProblemApi(app, spec_kwargs={"extra_plugins": [StandardResponses()]})
+    extend_spec(app, api)
     runtime = _build_runtime(app, api, settings)
     app.extensions["mecc"] = runtime
     _register_blueprints(app, api, runtime)
+    register_body_schemas(api.spec, runtime.catalogue)
     register_error_handlers(app)
+    init_security_headers(app, public_url=settings.public_url)
     init_request_logging(app)
     limiter = init_rate_limits(app, settings)
+    check_request_values(app)
     _register_people(app, settings, limiter)
     return app
 

@@ -170,8 +170,12 @@ def cds_clients() -> None:
 @click.option("--jwks", "jwks_path", required=True,
               help="A file holding the client's public JWK Set ({\"keys\": [...]}).")
 @click.option("--organisation", required=True, help="ODS code, or '*' for all organisations.")
-def cds_clients_add(iss: str, jwks_path: str, organisation: str) -> None:
-    """Register a client (or replace its keys and organisation: key rotation)."""
+@click.option("--fhir-server", "fhir_servers", multiple=True,
+              help="HOST or HOST:PORT of a FHIR server the service may fetch missing prefetch "
+                   "from with the call's fhirAuthorization (repeatable; none: never fetch).")
+def cds_clients_add(iss: str, jwks_path: str, organisation: str,
+                    fhir_servers: tuple[str, ...]) -> None:
+    """Register a client (or replace its keys, organisation and FHIR servers: key rotation)."""
     from mecc.interop import cds
 
     try:
@@ -183,7 +187,8 @@ def cds_clients_add(iss: str, jwks_path: str, organisation: str) -> None:
     try:
         with database.session() as session:
             row, created = cds.register_client(session, iss=iss, jwks=jwks,
-                                               organisation=organisation)
+                                               organisation=organisation,
+                                               fhir_servers=list(fhir_servers))
             session.commit()
             summary = f"{'added' if created else 'updated'} {row.iss} ({row.organisation}), " \
                       f"{len(jwks['keys'])} key(s), id {row.id}"
@@ -192,6 +197,10 @@ def cds_clients_add(iss: str, jwks_path: str, organisation: str) -> None:
     finally:
         database.dispose()
     click.echo(summary)
+    settings = _settings()
+    if not settings.public_url and not settings.cds_audience_from_host:
+        click.echo("mecc: warning: MECC_PUBLIC_URL is not set, so the API refuses CDS client "
+                   "JWTs (their aud must name it); set it where the API runs.", err=True)
 
 
 @cds_clients.command("list")
@@ -204,6 +213,7 @@ def cds_clients_list(as_json: bool) -> None:
     with database.session() as session:
         rows = [{"id": c.id, "iss": c.iss, "organisation": c.organisation,
                  "kids": [k.get("kid") for k in (c.jwks or {}).get("keys", [])],
+                 "fhir_servers": list(c.fhir_servers or []),
                  "created_at": c.created_at.isoformat()} for c in cds.list_clients(session)]
     database.dispose()
     _echo_rows(rows, as_json, lambda row: (

@@ -18,7 +18,8 @@ import math
 import statistics
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, TextIO
+from collections.abc import Iterable
+from typing import TextIO
 
 ENGLAND = "E92000001"
 

@@ -139,9 +139,14 @@ def redis_url() -> str:
 
 @pytest.fixture
 def settings_overrides(database_url: str, tmp_path: Path) -> dict[str, Any]:
+    # CDS client JWTs name http://localhost (the test client's URL) as their aud; the
+    # production default (no MECC_PUBLIC_URL: no JWT accepted) is tested in test_hardening.
+    # Every test calls from 127.0.0.1, and many present bad keys on purpose: the limit on
+    # failed authentication per address is tested in test_rate_limit.
     return {"database_url": database_url, "redis_url": TEST_REDIS_URL,
             "var_dir": str(tmp_path), "secret_key": "test-secret-key",
-            "pseudonym_key": "test-pseudonym-key"}
+            "pseudonym_key": "test-pseudonym-key", "cds_audience_from_host": True,
+            "auth_failure_limit": "off"}
 
 
 @pytest.fixture

@@ -23,6 +23,11 @@ TITLES = {
     "e": "(e) duplicate submissions",
     "f": "(f) webhook receiver failing, hanging, answering 410",
 }
+# On RabbitMQ (--broker rabbitmq) the broker faults are RabbitMQ's.
+RABBITMQ_TITLES = {
+    "c1": "(c) RabbitMQ restarted (stop_app, start_app)",
+    "c2": "(c) broker queue purged (rabbitmqctl purge_queue)",
+}
 GROUPS = ("diabetes_type2", "hypertension", "copd", "depression", "coronary_heart_disease",
           "asthma", "osteoarthritis")
 

@@ -21,6 +21,7 @@ from bench.faults.load import Load, event_body
 from bench.faults.plan import (
     CLIENTS,
     LEASE_SECONDS,
+    RABBITMQ_TITLES,
     RELAY_GRACE,
     RELAY_PERIOD,
     RESEND_AFTER,
@@ -118,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated: a, b, c (= c1,c2), c1, c2, d, e, f")
     parser.add_argument("--pg-down", type=float, default=0,
                         help="seconds PostgreSQL stays down in (d) (default 20; 6 with --quick)")
+    parser.add_argument("--broker", choices=("redis", "rabbitmq"), default="redis",
+                        help="the broker under fault (rabbitmq: a virtual host of the "
+                             "machine's RabbitMQ at 127.0.0.1:5672; pub/sub stays on Redis)")
     parser.add_argument("--output", type=Path, help="append the table as markdown to FILE")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args(argv)
@@ -138,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("faults: stopped by SIGTERM"))
     workdir = Path(tempfile.mkdtemp(prefix="mecc-faults-"))
     print(f"faults: work directory {workdir}", file=sys.stderr, flush=True)
-    stack = Stack(workdir)
+    stack = Stack(workdir, broker=args.broker)
+    if args.broker == "rabbitmq":
+        TITLES.update(RABBITMQ_TITLES)
     rows: list[Row] = []
     run = f"{int(time.time()):x}"
     try:
@@ -164,11 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     passed = bool(rows) and all(r.passed for r in rows)
     print(f"\nfaults: {'PASS' if passed else 'FAIL'}: lost = "
           f"{sum(r.lost for r in rows)}, duplicated = {sum(r.duplicated for r in rows)}, "
-          f"5xx other than 503 = {sum(r.server_errors for r in rows)}", flush=True)
+          f"5xx other than 503 = {sum(r.server_errors for r in rows)} (broker {args.broker})",
+          flush=True)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         with args.output.open("a") as fh:
-            fh.write(f"\n### Fault injection ({'quick' if args.quick else 'full'})\n\n"
+            fh.write(f"\n### Fault injection ({'quick' if args.quick else 'full'}, broker "
+                     f"{args.broker})\n\n"
                      f"- Date: {when}\n- Machine: {machine()}\n- Command: `{command.strip()}`\n\n"
                      f"{text}\n\n{footer(plan)}\n\nResult: {'PASS' if passed else 'FAIL'}\n")
     return 0 if passed else 1

@@ -1,4 +1,5 @@
-"""The stack under fault: our own Redis and PostgreSQL, then the API, a worker and beat."""
+"""The stack under fault: our own Redis and PostgreSQL (and a RabbitMQ virtual host when that
+is the broker), then the API, a worker and beat."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from bench.faults.plan import LEASE_SECONDS, TASK_TIME_LIMIT
+from tests.support import rabbitmq
 from tests.support.processes import Proc, free_port, start_api, start_beat, start_worker
 from tests.support.servers import OwnPostgres, OwnRedis
 from tests.support.stack import create_key, seed, service_env
@@ -15,8 +17,12 @@ from tests.support.stack import create_key, seed, service_env
 class Stack:
     """Our Redis and PostgreSQL, then API, worker and beat, with the shortened lease."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, broker: str = "redis") -> None:
         self.workdir = workdir
+        # "redis": our own Redis is the broker too; "rabbitmq": a virtual host of our own on
+        # the machine's RabbitMQ (tests/support/rabbitmq.py), pub/sub staying on our Redis.
+        self.broker = broker
+        self.broker_url = ""
         self.redis = OwnRedis(_port(6390), workdir / "redis")
         self.pg = OwnPostgres(_port(5440), Path(tempfile.mkdtemp(prefix="mecc-pg-")))
         self.api_port = free_port()
@@ -35,11 +41,15 @@ class Stack:
         self.redis.start()
         self.pg.start()
         self.database_url = self.pg.create_database("mecc_faults")
+        extra = {}
+        if self.broker == "rabbitmq":
+            self.broker_url = rabbitmq.create_vhost("mecc-faults")
+            extra["MECC_BROKER_URL"] = self.broker_url
         self.env = service_env(
             self.database_url, self.redis.url(0), self.workdir / "var",
             MECC_PORT=str(self.api_port), MECC_EVALUATION_LEASE_SECONDS=str(LEASE_SECONDS),
             MECC_TASK_TIME_LIMIT=str(TASK_TIME_LIMIT), MECC_LOG_LEVEL="INFO",
-            PYTHONUNBUFFERED="1")
+            PYTHONUNBUFFERED="1", **extra)
         seed(self.env)
         self.key = create_key(self.env).key
         self.api = start_api(self.env, self.workdir, port=self.api_port, workers=2)
@@ -73,6 +83,8 @@ class Stack:
                 proc.stop()
         self.redis.stop()
         self.pg.destroy()
+        if self.broker_url:
+            rabbitmq.delete_vhost(self.broker_url)
 
 
 def _port(preferred: int) -> int:

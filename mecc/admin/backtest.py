@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, or_, select, update
+from sqlalchemy import CursorResult, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mecc.admin import rule_store
@@ -45,7 +45,12 @@ from mecc.clinical.suppression import as_utc
 from mecc.evaluation.pipeline import contact_event, load_history
 from mecc.intake.read import iso
 from mecc.platform.db import utcnow
-from mecc.platform.errors import NotFound, ServiceUnavailable, ValidationFailed
+from mecc.platform.errors import (
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    ValidationFailed,
+)
 from mecc.platform.runtime import Runtime
 from mecc.prompts.service import scope_organisation
 from mecc.reports.staff_load import distribution
@@ -62,6 +67,9 @@ SAMPLE_SIZE = 20
 BUDGET_SECONDS = 120.0
 SOFT_TIME_LIMIT = 150
 TIME_LIMIT = 170
+# A back-test queued longer than this (no back-test worker running) no longer counts against
+# its key's limit.
+QUEUED_COUNTS_FOR = timedelta(minutes=30)
 
 
 def backtest_dict(row: Backtest, *, now: datetime | None = None) -> dict[str, Any]:
@@ -82,9 +90,14 @@ def backtest_dict(row: Backtest, *, now: datetime | None = None) -> dict[str, An
 
 def request_backtest(runtime: Runtime, principal: Principal, key: str, *, version: int | None,
                      days: int, organisation: str | None = None) -> dict[str, Any]:
-    """Store a queued back-test and hand it to a worker (after the commit)."""
+    """Store a queued back-test and hand it to a worker (after the commit).
+
+    A key may have at most Settings.backtest_max_active_per_key queued or running (429).
+    """
     scope = scope_organisation(principal, organisation)
     with runtime.db.session() as session:
+        _refuse_too_many_active(session, principal,
+                                runtime.settings.backtest_max_active_per_key)
         state = session.get(Rule, key)
         if state is None:
             raise NotFound(f"No rule '{key}'.")
@@ -106,6 +119,20 @@ def request_backtest(runtime: Runtime, principal: Principal, key: str, *, versio
             raise ServiceUnavailable("The work queue is unavailable; the back-test was not "
                                      "started. Retry shortly.")
         return backtest_dict(row)
+
+
+def _refuse_too_many_active(session: Session, principal: Principal, limit: int) -> None:
+    """One key's back-tests queued or running (not those whose worker died or that no worker
+    ever took: they would block the key for good)."""
+    now = utcnow()
+    active = session.scalar(select(func.count(Backtest.id)).where(
+        Backtest.requested_by == principal.key_id,
+        or_(and_(Backtest.status == "queued", Backtest.created_at > now - QUEUED_COUNTS_FOR),
+            and_(Backtest.status == "running",
+                 Backtest.started_at > now - timedelta(seconds=TIME_LIMIT + 30)))))
+    if (active or 0) >= limit:
+        raise TooManyRequests(f"This key has {active} back-tests queued or running (at most "
+                              f"{limit}); wait for one to finish.", retry_after=30)
 
 
 def get_backtest(runtime: Runtime, principal: Principal, backtest_id: str) -> dict[str, Any]:
@@ -302,7 +329,7 @@ def _evaluate_one(row: Event, rule: RuleDef, ruleset: RuleSet, catalogue: Catalo
     if row.staff_id is not None:
         tally.per_staff_day[(row.staff_id, as_utc(row.occurred_at).date().isoformat())] += shown
     if shown:
-        mine = PastPrompt(rule.key, rule.topic, row.occurred_at, "new", row.id)
+        mine = PastPrompt(rule.key, rule.topic, row.occurred_at, "new", row.id, row.organisation)
         for identity in identities:
             own[identity] = mine
     if matched:

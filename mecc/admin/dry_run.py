@@ -64,7 +64,10 @@ def dry_run(runtime: Runtime, principal: Principal, rule_items: Sequence[Any],
 
     Events are taken in the order given, and each one's would-be prompts count as history for
     the later ones of the same person (so a sequence shows same-day and cooldown effects).
-    Stored history is read only for organisations this key may see. Nothing is written.
+    Stored history is read only for organisations this key may see, and only the prompts
+    those organisations raised: a dry-run must not become a way to ask what another
+    organisation knows about a person (an NHS number is enough to name one). Nothing is
+    written.
     """
     if len(event_bodies) > MAX_DRY_RUN_EVENTS:
         raise ValidationFailed(f"At most {MAX_DRY_RUN_EVENTS} events.",
@@ -93,7 +96,8 @@ def dry_run(runtime: Runtime, principal: Principal, rule_items: Sequence[Any],
         history = load_history(session, visible) if use_history else {}
         so_far: list[tuple[Any, list[PastPrompt]]] = []
         for row in rows:
-            past = list(history.get(row.id, ()))
+            past = [p for p in history.get(row.id, ())
+                    if p.organisation is not None and principal.may_access(p.organisation)]
             for earlier, prompts in so_far:
                 if _same_person(earlier, row):
                     past.extend(prompts)
@@ -102,7 +106,7 @@ def dry_run(runtime: Runtime, principal: Principal, rule_items: Sequence[Any],
                                 max_prompts_per_contact=runtime.settings.max_prompts_per_contact,
                                 explain=True)
             so_far.append((row, [PastPrompt(c.rule.key, c.rule.topic, row.occurred_at,
-                                            c.status, row.id)
+                                            c.status, row.id, row.organisation)
                                  for c in (*decision.shown, *decision.deferred)]))
             out = decision.to_dict()
             out.pop("event_id", None)

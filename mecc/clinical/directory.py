@@ -72,7 +72,10 @@ def _join(prefix: str, name: str | int) -> str:
 def _is_web_url(value: Any) -> bool:
     if not isinstance(value, str):
         return False
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. "http://[" (an unclosed IPv6 address)
+        return False
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
@@ -131,7 +134,9 @@ def parse_service(mapping: Any, *, path_prefix: str = "") -> Service:
         fail("self_referral", "Must be true or false.")
 
     contact: dict[str, str] = {}
-    raw_contact = mapping.get("contact") or {}
+    raw_contact = mapping.get("contact")
+    if raw_contact is None:  # absent or null; but false, 0 or "" are not a contact
+        raw_contact = {}
     if not isinstance(raw_contact, Mapping):
         fail("contact", "Must be a mapping with phone, email and/or url.")
     else:

@@ -113,6 +113,11 @@ class PastPrompt:
     contact_at: datetime
     status: str
     event_id: str = ""
+    # The organisation whose contact raised it. Another organisation's history still
+    # suppresses (suppression is person-centred) but is never described: no topic, outcome or
+    # date of someone else's contact reaches this organisation. None: the caller's own
+    # history (the dry-run's would-be prompts, unit tests).
+    organisation: str | None = None
 
 
 @dataclass(frozen=True)

@@ -150,8 +150,13 @@ def _fact_values(catalogue: Catalogue, fact: str) -> tuple[str, ...]:
 
 
 def _is_web_url(value: Any) -> bool:
-    parts = urlsplit(value) if isinstance(value, str) else None
-    return bool(parts and parts.scheme in ("http", "https") and parts.netloc)
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. "http://[" (an unclosed IPv6 address)
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 def _timestamp(fields: _Fields) -> datetime | None:

@@ -14,6 +14,10 @@ d. ``cooldown`` -- a prompt on the topic got ``conversation_had`` or ``referred`
    rule's ``cooldown_days``.
 e. ``same_day`` -- the same rule was already raised for the person on the same UTC day at
    another contact.
+   ``history_elsewhere`` -- c, d or e, but only because of another organisation's contacts:
+   the match is still suppressed (the person's wishes follow them), yet nothing about those
+   contacts -- topic, outcome, date -- is told to this organisation, in the stored reason or
+   a dry-run. Reasons from this organisation's own contacts come first.
 f. ``same_topic`` -- two rules on one topic at one contact: the highest priority shows (ties go
    to the lower rule key) and the others are suppressed.
 g. the per-contact cap keeps the ``max_prompts_per_contact`` highest priorities (ties go to the
@@ -46,8 +50,10 @@ from mecc.clinical.domain import COOLDOWN_OUTCOMES, ContactEvent, PastPrompt, Pe
 DEFAULT_MAX_PROMPTS_PER_CONTACT = 3
 REASON_CODES = (
     "setting", "staff_role", "opted_out", "declined_topic", "declined_recently", "cooldown",
-    "same_day", "same_topic",
+    "same_day", "history_elsewhere", "same_topic",
 )
+HISTORY_ELSEWHERE = ("The person's history with another organisation means this prompt is not "
+                     "raised at this contact.")
 
 
 @dataclass(frozen=True)
@@ -153,8 +159,17 @@ def apply_suppression(
     )
 
 
+class _Seen:
+    """One organisation's side of a person's history, reduced to lookups per topic and rule."""
+
+    def __init__(self) -> None:
+        self.latest_decline: dict[str, PastPrompt] = {}
+        self.latest_follow_up: dict[str, PastPrompt] = {}
+        self.shown_today: set[str] = set()
+
+
 class _PastSummary:
-    """What the person's history says, reduced once per event to lookups per topic and rule.
+    """What the person's history says, reduced once per event, kept apart by organisation.
 
     Only prompts from contacts at or before this one count, and never this event's own (a
     re-evaluation of the same event must give the same answer). Within a topic the most recent
@@ -164,19 +179,20 @@ class _PastSummary:
     def __init__(self, event: ContactEvent, history: PersonHistory) -> None:
         at = as_utc(event.occurred_at)
         self.today = at.date()
-        self.latest_decline: dict[str, PastPrompt] = {}
-        self.latest_follow_up: dict[str, PastPrompt] = {}
-        self.shown_today: set[str] = set()
+        self.own = _Seen()
+        self.elsewhere = _Seen()
         for prompt in history.prompts:
             contact_at = as_utc(prompt.contact_at)
             if contact_at > at or (prompt.event_id and prompt.event_id == event.id):
                 continue
+            seen = self.own if prompt.organisation in (None, event.organisation) \
+                else self.elsewhere
             if prompt.status == "declined":
-                _keep_latest(self.latest_decline, prompt)
+                _keep_latest(seen.latest_decline, prompt)
             elif prompt.status in COOLDOWN_OUTCOMES:
-                _keep_latest(self.latest_follow_up, prompt)
+                _keep_latest(seen.latest_follow_up, prompt)
             if prompt.status != "deferred" and contact_at.date() == self.today:
-                self.shown_today.add(prompt.rule_key)
+                seen.shown_today.add(prompt.rule_key)
 
 
 def _keep_latest(latest: dict[str, PastPrompt], prompt: PastPrompt) -> None:
@@ -207,7 +223,18 @@ def _person_reason(event: ContactEvent, rule: RuleDef, past: _PastSummary) -> Su
             rule, "declined_topic",
             f"The person has said they do not want to talk about {_topic(rule)}.",
         )
-    declined = past.latest_decline.get(rule.topic)
+    own = _history_reason(event, rule, past.own, past.today)
+    if own is not None:
+        return own
+    if _history_reason(event, rule, past.elsewhere, past.today) is not None:
+        return _suppressed(rule, "history_elsewhere", HISTORY_ELSEWHERE)
+    return None
+
+
+def _history_reason(event: ContactEvent, rule: RuleDef, seen: _Seen,
+                    today: date) -> Suppressed | None:
+    """Rules c-e against one organisation's side of the history."""
+    declined = seen.latest_decline.get(rule.topic)
     if declined is not None and within_window(declined.contact_at, event.occurred_at,
                                               rule.decline_days):
         return _suppressed(
@@ -216,7 +243,7 @@ def _person_reason(event: ContactEvent, rule: RuleDef, past: _PastSummary) -> Su
             f"{_day(declined.contact_at)}; it is not raised again before "
             f"{_day(declined.contact_at, rule.decline_days)} ({rule.decline_days} days).",
         )
-    done = past.latest_follow_up.get(rule.topic)
+    done = seen.latest_follow_up.get(rule.topic)
     if done is not None and within_window(done.contact_at, event.occurred_at,
                                           rule.cooldown_days):
         outcome = done.status.replace("_", " ")
@@ -226,11 +253,10 @@ def _person_reason(event: ContactEvent, rule: RuleDef, past: _PastSummary) -> Su
             f"up ({outcome}); it is not repeated before "
             f"{_day(done.contact_at, rule.cooldown_days)} ({rule.cooldown_days} days).",
         )
-    if rule.key in past.shown_today:
+    if rule.key in seen.shown_today:
         return _suppressed(
             rule, "same_day",
-            f"This prompt was already raised for the person at another contact on "
-            f"{past.today}.",
+            f"This prompt was already raised for the person at another contact on {today}.",
         )
     return None
 

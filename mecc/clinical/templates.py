@@ -4,6 +4,12 @@ Pure domain code. Templates are Jinja in a sandbox, rendering markdown or plain 
 HTML). `check_template` test-renders a template when a rule is saved, with no facts and with the
 widest plausible ones, so a template that could fail is refused then, not at a contact;
 `render_prompt` fills one in for a contact, compiling each rule version's templates once.
+
+A template is limited to what a prompt needs: placeholders, `{% if %}`, comparisons,
+arithmetic and a few simple filters (mecc.clinical.template_limits). Loops, calls, powers and
+repetition are refused when the rule is saved, with the line and column, because one of them
+could hold a worker for minutes; and every render, wherever it runs (the API's dry-run, the
+worker, CDS Hooks), is bounded in time and in the size of what it writes.
 """
 
 from __future__ import annotations
@@ -17,10 +23,15 @@ from datetime import date
 from typing import Any
 
 from jinja2 import ChainableUndefined, Template, TemplateError, TemplateSyntaxError, meta
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from mecc.clinical.catalogue import Catalogue
 from mecc.clinical.domain import RuleDef
+from mecc.clinical.template_limits import (
+    PromptSandbox,
+    TemplateTooCostly,
+    bounded_render,
+    refused_constructs,
+)
 
 SUMMARY_MAX_CHARS = 140
 # Templates fail when they do arithmetic on a fact the contact lacks; such errors surface
@@ -50,17 +61,39 @@ class _Blank(ChainableUndefined):
 
 
 # Output is markdown or plain text, never HTML, so no autoescaping.
-_ENV = ImmutableSandboxedEnvironment(autoescape=False, undefined=_Blank)
+_ENV = PromptSandbox(autoescape=False, undefined=_Blank)
 # `{{ recorded.hba1c_mmol_mol }}`: the day a fact the rule read was recorded ("3 March 2026"),
 # blank when the sender gave no date. A prompt says which value and date it rests on.
 _ENV.globals["recorded"] = {}
 _WIDEST_DAY = "30 September 2026"
 _CACHE_SIZE = 2048
-_cache: OrderedDict[tuple[str, int], tuple[str, str, Template, Template]] = OrderedDict()
+_cache: OrderedDict[tuple[str, int], tuple[str, str, Template | None, Template | None]] = \
+    OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _templates(rule: RuleDef) -> tuple[Template, Template]:
+class PromptTemplate:
+    """A checked, compiled template whose every render is bounded (see template_limits)."""
+
+    def __init__(self, template: Template) -> None:
+        self.template = template
+
+    def render(self, facts: Mapping[str, Any]) -> str:
+        return bounded_render(self.template, facts)
+
+
+def _compiled(source: str) -> Template | None:
+    """The compiled template, or None when it uses what templates may not (a version stored
+    before the limits: it renders as its text without placeholders) or does not compile."""
+    try:
+        if refused_constructs(_ENV.parse(source), source):
+            return None
+        return _ENV.from_string(source)
+    except TemplateError:
+        return None
+
+
+def _templates(rule: RuleDef) -> tuple[Template | None, Template | None]:
     """The compiled summary and detail templates of one rule version (compiled once)."""
     cache_key = (rule.key, rule.version)
     with _cache_lock:
@@ -69,7 +102,7 @@ def _templates(rule: RuleDef) -> tuple[Template, Template]:
         if hit and hit[0] == rule.summary and hit[1] == rule.detail:
             _cache.move_to_end(cache_key)
             return hit[2], hit[3]
-    compiled = (_ENV.from_string(rule.summary), _ENV.from_string(rule.detail))
+    compiled = (_compiled(rule.summary), _compiled(rule.detail))
     with _cache_lock:
         _cache[cache_key] = (rule.summary, rule.detail, *compiled)
         while len(_cache) > _CACHE_SIZE:
@@ -112,15 +145,17 @@ def render_prompt(rule: RuleDef, facts: Mapping[str, Any],
     context = dict(facts)
     if dates:
         context["recorded"] = {fact: day_text(text) for fact, text in dates.items() if text}
-    try:
-        summary = summary_tmpl.render(context)
-    except RENDER_ERRORS:
-        summary = _strip_tags(rule.summary)
-    try:
-        detail = detail_tmpl.render(context)
-    except RENDER_ERRORS:
-        detail = _strip_tags(rule.detail)
-    return fit_summary(summary), detail
+    return fit_summary(_render_or_text(summary_tmpl, rule.summary, context)), \
+        _render_or_text(detail_tmpl, rule.detail, context)
+
+
+def _render_or_text(template: Template | None, source: str, context: Mapping[str, Any]) -> str:
+    if template is not None:
+        try:
+            return bounded_render(template, context)
+        except RENDER_ERRORS:
+            pass
+    return _strip_tags(source)
 
 
 def widest_facts(catalogue: Catalogue) -> dict[str, Any]:
@@ -141,12 +176,16 @@ def widest_facts(catalogue: Catalogue) -> dict[str, Any]:
 
 def check_template(
     source: str, field: str, catalogue: Catalogue, errors: list[dict[str, Any]],
-) -> Template | None:
+) -> PromptTemplate | None:
     try:
         ast = _ENV.parse(source)
     except TemplateSyntaxError as exc:
         errors.append({"path": field, "message": f"Template syntax error: {exc.message}",
                        "line": exc.lineno})
+        return None
+    refused = refused_constructs(ast, source)
+    if refused:
+        errors.extend({"path": field, **item} for item in refused)
         return None
     unknown = sorted(meta.find_undeclared_variables(ast) - set(catalogue.facts) - set(_ENV.globals))
     for name in unknown:
@@ -155,11 +194,15 @@ def check_template(
         errors.append({"path": field, "message": f"Unknown fact '{name}' in template.{hint}"})
     if unknown:
         return None
-    template = _ENV.from_string(source)
+    template = PromptTemplate(_ENV.from_string(source))
     for label, facts in (("no facts are known", {}),
                          ("facts are known", widest_facts(catalogue))):
         try:
             template.render(facts)
+        except TemplateTooCostly as exc:
+            errors.append({"path": field, "message": f"Template is too costly to fill in when "
+                           f"{label}: {exc}"})
+            return None
         except RENDER_ERRORS as exc:
             errors.append({"path": field, "message": f"Template fails when {label}: {exc}. "
                            "Guard a fact that may be unknown with {% if fact is defined %}."})

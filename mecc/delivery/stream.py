@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import json
 import queue
+import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from mecc.admin.keys import Principal
 from mecc.delivery.hub import RESYNC, Frame
-from mecc.delivery.tokens import StreamFilter
+from mecc.delivery.tokens import StreamFilter, key_principal
 from mecc.intake.read import prompt_dicts
 from mecc.platform.runtime import Runtime
 from mecc.store.models import Prompt, PushMessage
@@ -28,6 +30,11 @@ from mecc.store.models import Prompt, PushMessage
 REPLAY_BATCH = 500
 RETRY_MS = 2000  # EventSource reconnection delay
 HEARTBEAT = ": hb\n\n"
+# The screens of one clinic stream under one key: its state is read at most this often per
+# process, however many of them are open (well inside any heartbeat).
+KEY_CHECK_SECONDS = 1.0
+_checked: dict[str, tuple[float, Principal | None]] = {}
+_checked_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,7 @@ def replay(session: Session, flt: StreamFilter, after_id: int,
     rows = list(session.execute(
         _in_filter(select(PushMessage, Prompt).join(Prompt, Prompt.id == PushMessage.prompt_id),
                    flt)
-        .where(PushMessage.id > after_id).order_by(PushMessage.id).limit(limit)).tuples())
+        .where(PushMessage.id > after_id).order_by(PushMessage.id).limit(limit)))
     shown = prompt_dicts(session, [p for _, p in rows])
     return [Frame(m.id, m.kind, m.organisation, m.team, m.staff_id, json.dumps(data),
                   person_id=p.person_id, source=p.source, contact=p.event_id)
@@ -124,12 +131,33 @@ class _Sent:
             self.floor = max(self.floor, old)
 
 
+def still_permitted(runtime: Runtime, key_id: str, scope: str, organisation: str) -> bool:
+    """Whether the key (or person) behind a stream may still read this organisation's
+    prompts: not revoked (or disabled), the scope kept, the organisation still covered."""
+    now = time.monotonic()
+    hit = _checked.get(key_id)
+    if hit is not None and now - hit[0] < KEY_CHECK_SECONDS:
+        principal = hit[1]
+    else:
+        with runtime.db.session() as session:
+            principal = key_principal(session, key_id)
+        with _checked_lock:
+            if len(_checked) > 10_000:
+                _checked.clear()
+            _checked[key_id] = (now, principal)
+    return principal is not None and principal.has_scope(scope) \
+        and principal.may_access(organisation)
+
+
 def event_stream(runtime: Runtime, flt: StreamFilter, last_event_id: int | None, *,
-                 heartbeat: float, ends_at: float | None = None) -> Iterator[str]:
+                 heartbeat: float, ends_at: float | None = None,
+                 still_allowed: Callable[[], bool] | None = None) -> Iterator[str]:
     """The SSE body: replay after `last_event_id`, then live messages, heartbeats when idle.
 
     Ends at `ends_at` (a token's expiry): the screen has renewed its token by then and
-    reconnects with it; a revoked key cannot.
+    reconnects with it; a revoked key cannot. `still_allowed` is asked at least once a
+    heartbeat, and the stream ends as soon as it says no: a key revoked while its screens are
+    open (a bearer key's stream has no expiry at all) stops delivering within a heartbeat.
     """
     hub = runtime.push_hub
     if last_event_id is None:
@@ -143,8 +171,12 @@ def event_stream(runtime: Runtime, flt: StreamFilter, last_event_id: int | None,
         # it asks every client to replay again when it is, so nothing falls in between.
         yield f"retry: {RETRY_MS}\n\n"
         pending_replay = True
-        last_write = time.monotonic()
+        last_write = last_check = time.monotonic()
         while True:
+            if still_allowed is not None and time.monotonic() - last_check >= heartbeat:
+                if not still_allowed():
+                    return
+                last_check = time.monotonic()
             if pending_replay or sub.overflowed:
                 pending_replay = sub.overflowed = False
                 while True:

@@ -4,26 +4,41 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from math import ceil
 from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import CursorResult, and_, or_, select, update
+from sqlalchemy import CursorResult, and_, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from mecc.admin.audit import record
 from mecc.admin.keys import Principal
 from mecc.intake.read import iso
 from mecc.platform.db import utcnow
-from mecc.platform.errors import Conflict, NotFound, ValidationFailed
+from mecc.platform.errors import Conflict, NotFound, TooManyRequests, ValidationFailed
 from mecc.platform.runtime import Runtime
 from mecc.prompts.service import decode_cursor, encode_cursor, scope_organisation
-from mecc.store.models import WebhookDelivery, WebhookEndpoint
+from mecc.store.models import AuditEntry, WebhookDelivery, WebhookEndpoint
 
 RETRYABLE = ("pending", "failed", "disabled")
+# A delivery is re-driven by hand at most once in this long: each re-drive sends at once, and
+# a caller looping on it would otherwise turn us into a flood against the receiver.
+MANUAL_RETRY_SECONDS = 30
+
+
+def without_credentials(url: str) -> str:
+    """The URL without a user:password part (intake refuses one now; an endpoint stored
+    before that must not show it to every key of the organisation)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def delivery_dict(delivery: WebhookDelivery, url: str) -> dict[str, Any]:
     scheduled = delivery.status == "pending"
     return {
-        "id": delivery.id, "event": delivery.event_id, "url": url,
+        "id": delivery.id, "event": delivery.event_id, "url": without_credentials(url),
         "organisation": delivery.organisation, "status": delivery.status,
         "attempts": delivery.attempts,
         "next_attempt_at": iso(delivery.next_attempt_at) if scheduled else None,
@@ -70,8 +85,26 @@ def list_deliveries(runtime: Runtime, principal: Principal, args: Mapping[str, A
             "next_cursor": encode_cursor(last.created_at, last.id) if more and last else None}
 
 
+def _refuse_a_second_redrive_too_soon(session: Session, delivery_id: str,
+                                      now: datetime) -> None:
+    last = session.scalar(select(func.max(AuditEntry.at)).where(
+        AuditEntry.entity == "webhook_delivery", AuditEntry.entity_key == delivery_id,
+        AuditEntry.action == "retried"))
+    if last is None:
+        return
+    wait = MANUAL_RETRY_SECONDS - (now - last).total_seconds()
+    if wait > 0:
+        session.rollback()
+        raise TooManyRequests(f"This delivery was re-driven {MANUAL_RETRY_SECONDS - wait:.0f} s "
+                              f"ago; it may be re-driven again in {ceil(wait)} s.",
+                              retry_after=ceil(wait))
+
+
 def retry_delivery(runtime: Runtime, principal: Principal, delivery_id: str) -> dict[str, Any]:
-    """Make the delivery due now; a disabled endpoint is enabled again (the caller asked)."""
+    """Make the delivery due now; a disabled endpoint is enabled again (the caller asked).
+
+    At most once per MANUAL_RETRY_SECONDS per delivery (429 with Retry-After otherwise).
+    """
     with runtime.db.session() as session:
         delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None or not principal.may_access(delivery.organisation):
@@ -90,6 +123,9 @@ def retry_delivery(runtime: Runtime, principal: Principal, delivery_id: str) -> 
                 WebhookDelivery.id == delivery.id))
             raise Conflict(f"The delivery is {current_status}; only a pending, failed or disabled "
                            "delivery can be retried.")
+        # Asked after the update, which holds the row: of two re-drives at once, the second
+        # waits for the first to commit and then sees it here.
+        _refuse_a_second_redrive_too_soon(session, delivery.id, now)
         endpoint = session.get_one(WebhookEndpoint, delivery.endpoint_id)
         re_enabled = endpoint.disabled_at is not None
         if re_enabled:

@@ -258,3 +258,52 @@ def post(target: Target, body: bytes, headers: Mapping[str, str],
             finally:
                 response.close()
     return answer
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What one GET got: a status code and the body (at most `max_bytes`), or an error."""
+
+    status_code: int | None = None
+    body: bytes = b""
+    error: str | None = None
+
+
+def get(target: Target, headers: Mapping[str, str], timeouts: Timeouts = Timeouts(),  # noqa: B008
+        max_bytes: int = 5_000_000) -> Fetched:
+    """GET once from a checked target (the CDS Hooks FHIR fetch uses it), under the same rules
+    as `post`: the checked address only, no redirects, bounded time; a body larger than
+    `max_bytes` is an error rather than a truncated document."""
+    deadline = time.monotonic() + timeouts.total
+    sent = {**headers, "Host": target.host_header, "User-Agent": USER_AGENT}
+    answer = Fetched(error="no address to connect to")
+    for address in target.addresses[:MAX_ADDRESSES]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return Fetched(error="timed out")
+        timeout = urllib3.Timeout(connect=min(timeouts.connect, remaining), read=remaining)
+        with _pool(target, address, timeout) as pool:
+            try:
+                response = pool.urlopen("GET", target.path, headers=sent, redirect=False,
+                                        retries=False, preload_content=False,
+                                        assert_same_host=False)
+            except (NewConnectionError, ConnectTimeoutError):
+                answer = Fetched(error="could not connect")
+                continue
+            except ReadTimeoutError:
+                return Fetched(error="timed out waiting for the answer")
+            except SSLError as exc:
+                return Fetched(error=f"TLS failed ({type(exc).__name__})")
+            except (ProtocolError, urllib3.exceptions.HTTPError, OSError) as exc:
+                return Fetched(error=f"connection broken ({type(exc).__name__})")
+            try:
+                body = response.read(max_bytes + 1)
+            except (ReadTimeoutError, ProtocolError, urllib3.exceptions.HTTPError,
+                    OSError) as exc:
+                return Fetched(error=f"reading the answer failed ({type(exc).__name__})")
+            finally:
+                response.close()
+            if len(body) > max_bytes:
+                return Fetched(response.status, error=f"the answer is over {max_bytes} bytes")
+            return Fetched(response.status, body)
+    return answer

@@ -15,9 +15,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, CursorResult, and_, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from mecc.clinical.catalogue import Catalogue
@@ -74,10 +74,11 @@ def release(session: Session, token: str) -> int:
     """Give claimed events back (a transient error): the retry can claim them at once
     instead of waiting for the lease to expire. The claim is not counted against
     MAX_ATTEMPTS: a database blip is not the event's fault. Caller commits."""
-    return session.execute(
+    # An UPDATE's result is a CursorResult (SQLAlchemy types execute() more loosely).
+    return cast(CursorResult[Any], session.execute(
         update(Event).where(Event.claim_token == token, Event.status == "processing")
         .values(status="queued", claim_token=None, attempts=Event.attempts - 1)
-        .execution_options(synchronize_session=False)).rowcount or 0
+        .execution_options(synchronize_session=False))).rowcount or 0
 
 
 def contact_event(row: Event, catalogue: Catalogue) -> ContactEvent:
@@ -106,12 +107,13 @@ def load_history(session: Session, events: Iterable[Event]) -> dict[str, list[Pa
     pairs = {(e.source, e.person_id) for e in events}
     person_keys = {e.person_key for e in events if e.person_key}
     since = min(e.occurred_at for e in events) - HISTORY_WINDOW
-    who = tuple_(Prompt.source, Prompt.person_id).in_(list(pairs))
+    who: ColumnElement[bool] = tuple_(Prompt.source, Prompt.person_id).in_(list(pairs))
     if person_keys:
         who = or_(who, Prompt.person_key.in_(list(person_keys)))
     rows = session.execute(
         select(Prompt.rule_key, Prompt.topic, Prompt.contact_at, Prompt.status,
-               Prompt.event_id, Prompt.source, Prompt.person_id, Prompt.person_key)
+               Prompt.event_id, Prompt.source, Prompt.person_id, Prompt.person_key,
+               Prompt.organisation)
         .where(who, Prompt.contact_at >= since))
     out: dict[str, list[PastPrompt]] = {e.id: [] for e in events}
     # Look the batch's events up by person rather than testing every event against every past
@@ -124,7 +126,7 @@ def load_history(session: Session, events: Iterable[Event]) -> dict[str, list[Pa
             by_key.setdefault(e.person_key, []).append(e)
     for r in rows:
         past = PastPrompt(rule_key=r.rule_key, topic=r.topic, contact_at=r.contact_at,
-                          status=r.status, event_id=r.event_id)
+                          status=r.status, event_id=r.event_id, organisation=r.organisation)
         same = by_pair.get((r.source, r.person_id), [])
         if r.person_key is not None and r.person_key in by_key:
             same = same + [e for e in by_key[r.person_key] if e not in same]
@@ -191,7 +193,8 @@ def evaluate_claimed(session: Session, token: str, rows: Sequence[Event], *, rul
     earlier = _EarlierInBatch()
     for row in kept:  # in occurred_at order: earlier contacts in a batch shape later ones
         past = list(history[row.id])
-        past.extend(PastPrompt(p.rule_key, p.topic, p.contact_at, p.status, p.event_id)
+        past.extend(PastPrompt(p.rule_key, p.topic, p.contact_at, p.status, p.event_id,
+                               p.organisation)
                     for p in earlier.prompts_for(row))
         try:
             event, decision = decide(row, ruleset, past, catalogue, max_prompts)
@@ -304,3 +307,18 @@ def due_for_relay(session: Session, *, now: datetime | None = None, limit: int =
             .returning(Event.id)
             .execution_options(synchronize_session=False)))
     return sent, give_up
+
+
+def fail_dead_lettered(session: Session, event_ids: Sequence[str], *, reason: str,
+                       now: datetime | None = None) -> list[str]:
+    """Mark failed, with the reason, the events of a message the broker dead-lettered that
+    are not evaluated yet (one done by another delivery stays done). Caller commits."""
+    if not event_ids:
+        return []
+    return list(session.scalars(
+        update(Event).where(Event.id.in_(list(event_ids)),
+                            Event.status.in_(("queued", "processing")))
+        .values(status="failed", status_reason=reason, claim_token=None,
+                evaluated_at=now or utcnow())
+        .returning(Event.id)
+        .execution_options(synchronize_session=False)))

@@ -16,8 +16,10 @@ from mecc.delivery import push, webhooks
 from mecc.evaluation import pipeline
 from mecc.intake.contacts import contact_of
 from mecc.intake.read import prompt_dict
+from mecc.platform import task_names
 from mecc.platform.db import TRANSIENT
 from mecc.platform.observability import EVALUATION_LATENCY, PROMPTS_CREATED
+from mecc.platform.queues import DeadLetter, drain_dead_letters, is_amqp
 from mecc.platform.runtime import Runtime
 from mecc.store.models import Prompt
 
@@ -114,6 +116,40 @@ def relay(runtime: Runtime) -> dict[str, int]:
         chunk = to_send[start:start + RELAY_CHUNK]
         if runtime.publisher.send_evaluate(chunk):
             sent += len(chunk)
-    if to_send or gave_up:
-        log.info("relay", extra={"due": len(to_send), "sent": sent, "failed": len(gave_up)})
-    return {"due": len(to_send), "sent": sent, "failed": len(gave_up)}
+    dead = record_dead_letters(runtime)
+    if to_send or gave_up or dead:
+        log.info("relay", extra={"due": len(to_send), "sent": sent, "failed": len(gave_up),
+                                 "dead_lettered": dead})
+    return {"due": len(to_send), "sent": sent, "failed": len(gave_up), "dead_lettered": dead}
+
+
+def record_dead_letters(runtime: Runtime) -> int:
+    """Fail, with the reason, the events of evaluation messages RabbitMQ dead-lettered after
+    their delivery limit (mecc/platform/queues.py); the number of messages taken. Other
+    tasks' dead letters are logged: their work is in the database and their sweep takes it."""
+    if not is_amqp(runtime.settings.effective_broker_url):
+        return 0
+
+    def record(letters: list[DeadLetter]) -> None:
+        with runtime.db.session() as session:
+            for letter in letters:
+                if letter.task != task_names.EVALUATE_EVENTS:
+                    log.warning("dead-lettered task", extra={"task": letter.task,
+                                                             "reason": letter.reason})
+                    continue
+                ids = [str(i) for i in (letter.args[0] if letter.args else [])]
+                failed = pipeline.fail_dead_lettered(session, ids, reason=(
+                    f"dead-lettered by the broker ({letter.reason}; delivery limit "
+                    f"{runtime.settings.broker_delivery_limit})"))
+                log.warning("dead-lettered evaluation", extra={
+                    "reason": letter.reason, "events": len(ids), "failed": len(failed)})
+            session.commit()
+
+    try:
+        with runtime.publisher.celery.connection_for_write() as connection:
+            return drain_dead_letters(connection, record)
+    except TRANSIENT:
+        log.warning("could not record dead letters; the next relay tries again")
+    except Exception as exc:  # noqa: BLE001 - a broker down now: the letters wait in the queue
+        log.warning("could not read dead letters", extra={"error": type(exc).__name__})
+    return 0

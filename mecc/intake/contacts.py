@@ -113,6 +113,6 @@ def _recorder_names(session: Session, identities: set[str]) -> dict[str, str]:
                                              .where(User.id.in_(users))):
             names[users[user_id]] = name
     if keys:
-        names.update(session.execute(select(ApiKey.id, ApiKey.name)
-                                     .where(ApiKey.id.in_(keys))).tuples())
+        names.update((key_id, name) for key_id, name in session.execute(
+            select(ApiKey.id, ApiKey.name).where(ApiKey.id.in_(keys))))
     return names

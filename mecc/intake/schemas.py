@@ -10,6 +10,7 @@ import difflib
 import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import marshmallow as ma
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
@@ -36,7 +37,8 @@ from mecc.platform.fields import (
 )
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
-MAX_CONDITIONS = 100
+MAX_CONDITIONS = 100  # distinct codes (or groups): a record lists one code many times
+MAX_CONDITION_ENTRIES = 3 * MAX_CONDITIONS  # a bound on the list itself
 MAX_MEDICATIONS = 100
 MAX_DECLINED_TOPICS = 30
 ODS = validate.Regexp(r"^[A-Za-z0-9]{3,10}$", error="Must be an ODS code (3-10 letters/digits).")
@@ -77,6 +79,18 @@ def _fact_field(spec: FactSpec) -> fields.Field:
                         metadata=meta)
 
 
+def _check_no_credentials(value: str) -> None:
+    # A URL's user:password would be stored with the event and listed, with its deliveries,
+    # to every key of the organisation. Receivers authenticate us by the webhook signature.
+    try:
+        netloc = urlsplit(value).netloc
+    except ValueError:  # "http://[": not a URL at all, which the URL check says
+        return
+    if "@" in netloc:
+        raise ValidationError("Must not carry a user name or password; the webhook signature "
+                              "authenticates each delivery.")
+
+
 def _check_nhs_number(value: str) -> None:
     if not is_valid_nhs_number(normalise_nhs_number(value)):
         raise ValidationError("Not a valid NHS number (10 digits, modulus-11 check).")
@@ -103,6 +117,18 @@ AWARE_DATETIME_ERRORS: dict[str, str | list[Any] | dict[Any, Any]] = {
     "invalid": "Not a valid ISO 8601 date-time.",
     "invalid_awareness": "Must include a zone offset, e.g. 2026-11-22T09:30:00+00:00.",
 }
+
+
+def _distinct_conditions(items: list[Any]) -> None:
+    """At most MAX_CONDITIONS distinct codes (a code listed twice, with two onset dates, counts
+    once) in at most MAX_CONDITION_ENTRIES entries."""
+    if len(items) > MAX_CONDITION_ENTRIES:
+        raise ValidationError(f"At most {MAX_CONDITION_ENTRIES} entries.")
+    distinct = {(i.get("system"), i.get("code"), i.get("group")) for i in items
+                if isinstance(i, dict)}
+    if len(distinct) > MAX_CONDITIONS:
+        raise ValidationError(f"At most {MAX_CONDITIONS} distinct codes (this has "
+                              f"{len(distinct)}).")
 
 
 def build_event_schemas(catalogue: Catalogue) -> type[ma.Schema]:
@@ -248,7 +274,7 @@ def build_event_schemas(catalogue: Catalogue) -> type[ma.Schema]:
         person = fields.Nested(PersonSchema, required=True)
         facts = fields.Nested(facts_schema, load_default=dict)
         conditions = fields.List(fields.Nested(ConditionSchema),
-                                 validate=validate.Length(max=MAX_CONDITIONS), load_default=list)
+                                 validate=_distinct_conditions, load_default=list)
         medications = fields.List(
             fields.Nested(MedicationSchema), validate=validate.Length(max=MAX_MEDICATIONS),
             metadata={"description": "Current medicines (dm+d or SNOMED CT codes), mapped to "
@@ -262,7 +288,7 @@ def build_event_schemas(catalogue: Catalogue) -> type[ma.Schema]:
         preferences = fields.Nested(PreferencesSchema, load_default=lambda: {
             "opted_out": False, "declined_topics": []})
         callback_url = fields.Url(schemes={"https", "http"}, require_tld=False,
-                                  validate=validate.Length(max=2048),
+                                  validate=[validate.Length(max=2048), _check_no_credentials],
                                   metadata={"example": "https://gp-system.example/mecc/webhook"})
 
         @validates_schema

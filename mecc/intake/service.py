@@ -30,6 +30,7 @@ from mecc.platform.errors import (
     describe,
     flatten_errors,
 )
+from mecc.platform.fields import unsafe_values
 from mecc.platform.observability import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_REJECTED
 from mecc.platform.runtime import Runtime
 from mecc.store.models import Event, new_id
@@ -79,6 +80,11 @@ def validate_event(runtime: Runtime, body: Any) -> dict[str, Any]:
     if not isinstance(body, Mapping):
         raise ValidationFailed("The event must be a JSON object.",
                                errors={"body": ["Must be a JSON object."]})
+    # Text the database cannot store, anywhere in the event (free text in conditions.display,
+    # a key in fact_dates): a 422 for this event alone, never a failed batch.
+    unsafe = unsafe_values(body)
+    if unsafe:
+        raise ValidationFailed(describe(unsafe), errors=unsafe)
     try:
         # One schema instance per process (Runtime.event_loader), reused for every event and
         # thread: load() does not change it.
@@ -131,18 +137,28 @@ def build_row(runtime: Runtime, principal: Principal, body: Mapping[str, Any],
     )
 
 
-def _existing(session: Session, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Event]:
-    # One `source = ? AND event_id IN (...)` per source rather than a row-value IN over pairs:
-    # a batch nearly always has one source, and this form is several times cheaper to run
-    # (bench/ingest.py).
-    by_source: dict[str, list[str]] = {}
-    for source, event_id in pairs:
-        by_source.setdefault(source, []).append(event_id)
-    found: dict[tuple[str, str], Event] = {}
-    for source, event_ids in by_source.items():
-        rows = session.scalars(select(Event).where(Event.source == source,
+IdempotencyKey = tuple[str, str, str]  # (organisation, source, event_id), unique
+
+
+def idempotency_key(row: Event) -> IdempotencyKey:
+    return (row.organisation, row.source, row.event_id)
+
+
+def _existing(session: Session, keys: Sequence[IdempotencyKey]) -> dict[IdempotencyKey, Event]:
+    """Stored events under these keys. Only the organisation's own are looked at: another
+    organisation's ids neither collide with nor reveal anything about this one's."""
+    # One `organisation = ? AND source = ? AND event_id IN (...)` per (organisation, source)
+    # rather than a row-value IN: a batch nearly always has one of each, and this form is
+    # several times cheaper to run (bench/ingest.py).
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for organisation, source, event_id in keys:
+        grouped.setdefault((organisation, source), []).append(event_id)
+    found: dict[IdempotencyKey, Event] = {}
+    for (organisation, source), event_ids in grouped.items():
+        rows = session.scalars(select(Event).where(Event.organisation == organisation,
+                                                   Event.source == source,
                                                    Event.event_id.in_(event_ids)))
-        found.update(((r.source, r.event_id), r) for r in rows)
+        found.update((idempotency_key(r), r) for r in rows)
     return found
 
 
@@ -169,7 +185,8 @@ def count_rejection(exc: MeccError) -> None:
 
 
 def accept_event(runtime: Runtime, principal: Principal, body: Any) -> Accepted:
-    """Validate, authorise, store and enqueue one event (idempotent on source + event_id)."""
+    """Validate, authorise, store and enqueue one event (idempotent on organisation, source
+    and event_id)."""
     try:
         accepted = _accept_event(runtime, principal, body)
     except MeccError as exc:
@@ -191,9 +208,9 @@ def _accept_event(runtime: Runtime, principal: Principal, body: Any) -> Accepted
         try:
             session.commit()
         except IntegrityError:
-            # Unique (source, event_id): a concurrent or earlier duplicate won the insert.
+            # Unique (organisation, source, event_id): a concurrent or earlier duplicate won.
             session.rollback()
-            existing = _existing(session, [(row.source, row.event_id)])
+            existing = _existing(session, [idempotency_key(row)])
             if not existing:
                 raise
             return _answer_duplicate(next(iter(existing.values())), row)
@@ -213,7 +230,7 @@ def accept_batch(runtime: Runtime, principal: Principal, items: Sequence[Any]) -
     """Each item on its own merits: one bad item never fails the batch."""
     results: dict[int, BatchItem] = {}
     rows: dict[int, Event] = {}
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[IdempotencyKey, int] = {}
     for index, body in enumerate(items):
         try:
             data = validate_event(runtime, body)
@@ -222,16 +239,16 @@ def accept_batch(runtime: Runtime, principal: Principal, items: Sequence[Any]) -
         except MeccError as exc:
             results[index] = BatchItem(index, "rejected", problem=exc)
             continue
-        pair = (row.source, row.event_id)
-        if pair in seen:  # the same event twice in one batch
-            first = rows[seen[pair]]
+        key = idempotency_key(row)
+        if key in seen:  # the same event twice in one batch
+            first = rows[seen[key]]
             try:
                 _answer_duplicate(first, row)
                 results[index] = BatchItem(index, "duplicate", id=first.id)
             except Conflict as exc:
                 results[index] = BatchItem(index, "rejected", problem=exc)
             continue
-        seen[pair] = index
+        seen[key] = index
         rows[index] = row
 
     created: list[str] = []
@@ -239,7 +256,7 @@ def accept_batch(runtime: Runtime, principal: Principal, items: Sequence[Any]) -
         existing = _existing(session, list(seen))
         fresh = {}
         for index, row in rows.items():
-            prior = existing.get((row.source, row.event_id))
+            prior = existing.get(idempotency_key(row))
             if prior is None:
                 fresh[index] = row
                 continue
@@ -266,7 +283,7 @@ def accept_batch(runtime: Runtime, principal: Principal, items: Sequence[Any]) -
                     results[index] = BatchItem(index, "accepted", id=row.id)
                     created.append(row.id)
                 except IntegrityError:
-                    stored = _existing(session, [(row.source, row.event_id)])
+                    stored = _existing(session, [idempotency_key(row)])
                     try:
                         dup = _answer_duplicate(next(iter(stored.values())), row)
                         results[index] = BatchItem(index, "duplicate", id=dup.id)

@@ -59,6 +59,13 @@ class ServiceUnavailable(MeccError):
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
+class TooManyRequests(MeccError):
+    status, title, slug = 429, "Too Many Requests", "too-many-requests"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 5) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
+
+
 class PayloadTooLarge(MeccError):
     status, title, slug = 413, "Content Too Large", "payload-too-large"
 

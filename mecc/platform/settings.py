@@ -9,6 +9,7 @@ runs with no configuration.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -57,6 +58,14 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     raw = (env.get(name) or allowed[0]).strip().lower()
     if raw not in allowed:
         raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    return raw
+
+
+def _queue_name(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = (env.get(name) or default).strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", raw) or raw == "celery":
+        raise SettingsError(f"{name} must be a queue name (letters, digits, _ . -) other than "
+                            f"'celery', got {raw!r}")
     return raw
 
 
@@ -131,6 +140,27 @@ class Settings:
     # person.display is erased this long after the contact (hours; fractions allowed, so that
     # a test can watch it go).
     display_retention_hours: float = 24.0
+    # `mecc run` binds the API here: this machine only (docker-compose binds 0.0.0.0 in the
+    # container, behind its own port mapping).
+    host: str = "127.0.0.1"
+    # Failed authentication (a key, JWT or stream token presented and refused) per client
+    # address, across all API processes: each try costs a database lookup. "off" disables.
+    auth_failure_limit: str = "30 per minute"
+    # Back-tests run from their own queue, so that a pile of them never delays evaluation
+    # (`mecc run` starts a worker for it; `celery worker -Q celery` takes everything else),
+    # and one key may have at most this many queued or running at once (429 beyond).
+    backtest_queue: str = "backtests"
+    backtest_max_active_per_key: int = 2
+    # CDS Hooks: a client's JWT `aud` must equal MECC_PUBLIC_URL + the path called. Without
+    # MECC_PUBLIC_URL, JWTs are refused, unless this development switch lets the URL be built
+    # from the request's Host header (which the caller controls).
+    cds_audience_from_host: bool = False
+    # RabbitMQ only (MECC_BROKER_URL=amqp://...; mecc/platform/queues.py): a message delivered
+    # this many times without an acknowledgement is dead-lettered and its events failed with
+    # the reason (at least the relay's MAX_ATTEMPTS, so a worker killed now and then fails
+    # nothing); and the AMQP heartbeat, which finds a dead connection within about twice it.
+    broker_delivery_limit: int = 10
+    broker_heartbeat_seconds: int = 20
 
     def __post_init__(self) -> None:
         # Runs for overrides too (dataclasses.replace builds a new instance).
@@ -199,6 +229,15 @@ class Settings:
             fatigue_min_prompts=_int(env, "MECC_FATIGUE_MIN_PROMPTS", 20, 1, 1_000_000),
             display_retention_hours=_float(env, "MECC_DISPLAY_RETENTION_HOURS", 24.0, 0.001,
                                            24.0 * 366),
+            host=env.get("MECC_HOST") or cls.host,
+            auth_failure_limit=env.get("MECC_AUTH_FAILURE_LIMIT") or cls.auth_failure_limit,
+            backtest_queue=_queue_name(env, "MECC_BACKTEST_QUEUE", cls.backtest_queue),
+            backtest_max_active_per_key=_int(env, "MECC_BACKTEST_MAX_ACTIVE_PER_KEY", 2, 1,
+                                             1000),
+            cds_audience_from_host=_choice(env, "MECC_CDS_AUDIENCE_FROM_HOST",
+                                           ("off", "on")) == "on",
+            broker_delivery_limit=_int(env, "MECC_BROKER_DELIVERY_LIMIT", 10, 5, 1000),
+            broker_heartbeat_seconds=_int(env, "MECC_BROKER_HEARTBEAT_SECONDS", 20, 0, 600),
         )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import redis
 
+from mecc.platform.celery_app import DEFAULT_QUEUE
 from mecc.platform.settings import Settings
 
 STOP_GRACE_SECONDS = 15
@@ -57,11 +58,17 @@ def _commands(settings: Settings, web_workers: int, concurrency: int, var: Path
     py = sys.executable
     return {
         "api": [py, "-m", "gunicorn", "--config", "python:mecc.platform.gunicorn_conf",
-                "--workers", str(web_workers), "--bind", f"0.0.0.0:{settings.port}",
+                "--workers", str(web_workers), "--bind", f"{settings.host}:{settings.port}",
                 "mecc.api:create_app()"],
+        # Evaluation (and webhooks) never wait behind a back-test: back-tests have a worker of
+        # their own, one at a time.
         "worker": [py, "-m", "celery", "-A", "mecc.worker", "worker", "--loglevel", "INFO",
                    "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
-                   "--hostname", f"mecc-{settings.port}@%h"],
+                   "--queues", DEFAULT_QUEUE, "--hostname", f"mecc-{settings.port}@%h"],
+        "backtest-worker": [py, "-m", "celery", "-A", "mecc.worker", "worker", "--loglevel",
+                            "INFO", "--concurrency", "1", "--without-gossip",
+                            "--without-mingle", "--queues", settings.backtest_queue,
+                            "--hostname", f"mecc-backtests-{settings.port}@%h"],
         "beat": [py, "-m", "celery", "-A", "mecc.worker", "beat", "--loglevel", "INFO",
                  "--schedule", str(var / f"celerybeat-schedule-{settings.port}")],
     }
@@ -95,7 +102,7 @@ def run_all(settings: Settings, *, web_workers: int = 2, concurrency: int = 2) -
     signal.signal(signal.SIGTERM, _stop)
     for name, command in _commands(settings, web_workers, concurrency, var).items():
         children[name] = subprocess.Popen(command, env=env)
-    print(f"\nmecc: API on http://127.0.0.1:{settings.port}  (docs: /api/docs, staff screen: "
+    print(f"\nmecc: API on http://{settings.host}:{settings.port}  (docs: /api/docs, staff screen: "
           f"/screen)\nmecc: create a key:  .venv/bin/mecc keys create --name me "
           "--organisation '*' --scope events:write --scope prompts:read\n"
           "mecc: Ctrl-C stops everything\n", flush=True)

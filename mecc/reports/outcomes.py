@@ -73,7 +73,7 @@ def _group_column(group_by: str, dialect: str) -> ColumnElement[Any]:
     column = _COLUMNS[group_by]
     if group_by in PERSON_GROUPINGS:
         return func.coalesce(column, UNKNOWN)
-    return column  # type: ignore[no-any-return]
+    return column
 
 
 def _counts_query(group: ColumnElement[Any], window: Window, organisation: str | None) -> Any:
@@ -133,16 +133,18 @@ def shape_row(key: str | None, counts: Mapping[str, int], hidden: set[str], *,
 
 
 def order_keys(group_by: str, counts: Mapping[str | None, Mapping[str, int]],
-               hidden: Hidden, keys: list[str | None]) -> list[str | None]:
-    """Largest groups first; groups whose size is hidden after them by name (their place
-    among the others would bound the hidden number)."""
+               hidden: Hidden, keys: list[str | None], *, size: str = "created"
+               ) -> list[str | None]:
+    """Ordinal groupings in their own order; others largest first (by the `size` column),
+    then the groups whose size is hidden, by name (their place among the others would bound
+    the hidden number)."""
     natural = group_order(group_by, [k for k in keys if k is not None])
     if natural is not None:
         return [*natural, *(k for k in keys if k is None)]
     position = {k: i for i, k in enumerate(keys)}
     return sorted(keys, key=lambda k: (
-        "created" in hidden.rows[position[k]],
-        0 if "created" in hidden.rows[position[k]] else -counts[k]["created"],
+        size in hidden.rows[position[k]],
+        0 if size in hidden.rows[position[k]] else -counts[k][size],
         (k is None, k or "")))
 
 

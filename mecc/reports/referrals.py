@@ -28,9 +28,9 @@ from mecc.admin.keys import Principal
 from mecc.platform.runtime import Runtime
 from mecc.prompts.service import scope_organisation
 from mecc.reports import deprivation
-from mecc.reports.attributes import PERSON_GROUPINGS, UNKNOWN, group_order
-from mecc.reports.outcomes import suppression_note
-from mecc.reports.suppression import TOTAL, Hidden, Layout, nothing_hidden, suppress
+from mecc.reports.attributes import PERSON_GROUPINGS, UNKNOWN
+from mecc.reports.outcomes import order_keys, suppression_note
+from mecc.reports.suppression import TOTAL, Layout, nothing_hidden, suppress
 from mecc.reports.window import Window, count_where, rate, resolve_window
 from mecc.store.models import Prompt
 from mecc.store.referrals import PERSONAL_OUTCOME_ITEMS, PersonalOutcome, Referral
@@ -144,18 +144,6 @@ def shape_row(key: str | None, counts: Mapping[str, int], hidden: set[str], *,
     return row
 
 
-def _order(group_by: str, counts: Mapping[str | None, Mapping[str, int]], hidden: Hidden,
-           keys: list[str | None]) -> list[str | None]:
-    natural = group_order(group_by, [k for k in keys if k is not None])
-    if natural is not None:
-        return [*natural, *(k for k in keys if k is None)]
-    position = {k: i for i, k in enumerate(keys)}
-    return sorted(keys, key=lambda k: (
-        "referrals" in hidden.rows[position[k]],
-        0 if "referrals" in hidden.rows[position[k]] else -counts[k]["referrals"],
-        (k is None, k or "")))
-
-
 def referrals_report(runtime: Runtime, principal: Principal, *, group_by: str,
                      start: datetime | None, end: datetime | None,
                      organisation: str | None) -> dict[str, Any]:
@@ -181,7 +169,7 @@ def referrals_report(runtime: Runtime, principal: Principal, *, group_by: str,
         "suppression": suppression_note(min_cell > 0, min_cell, hidden),
         "items": [shape_row(k, counts[k], hidden.rows[position[k]],
                             label=names.get(k) if k is not None else None)
-                  for k in _order(group_by, counts, hidden, keys)],
+                  for k in order_keys(group_by, counts, hidden, keys, size="referrals")],
         "totals": shape_row(None, totals, hidden.row(TOTAL), with_key=False),
         "next_cursor": None,
     }

@@ -105,11 +105,11 @@ def suppress(rows: Sequence[Mapping[str, int]], totals: Mapping[str, int], layou
         added = False
         seen: set[int] = set()
         for index, column in pinned:
-            row = TOTAL if index == len(rows) else index
-            if row in seen:
+            at = TOTAL if index == len(rows) else index
+            if at in seen:
                 continue
-            seen.add(row)
-            partners = [c for c in _partners((row, column), len(rows), layout)
+            seen.add(at)
+            partners = [c for c in _partners((at, column), len(rows), layout)
                         if c[1] not in hidden.row(c[0])]
             if partners:
                 pick = min(partners, key=rank)

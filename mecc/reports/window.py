@@ -12,6 +12,8 @@ from mecc.intake.read import iso
 from mecc.platform.errors import ValidationFailed
 
 DEFAULT_DAYS = 30
+# A per-day report lists every day of its window: ten years bounds that list (and the query).
+MAX_DAYS = 3660
 
 
 @dataclass(frozen=True)
@@ -42,11 +44,18 @@ def resolve_window(start: datetime | None, end: datetime | None) -> Window:
     at `to`); a window that ends before it starts is a 422 naming `from`."""
     fallback = default_window()
     if start is None and end is not None:
-        start = end - timedelta(days=DEFAULT_DAYS)
+        try:
+            start = end - timedelta(days=DEFAULT_DAYS)
+        except OverflowError:  # `to` in the first month of year 1
+            raise ValidationFailed("'to' is too early.", errors={
+                "to": ["Must be after 0001-01-31."]}) from None
     window = Window(start or fallback.start, end or fallback.end)
     if window.start >= window.end:
         raise ValidationFailed("'from' must be before 'to'.", errors={
             "from": [f"Must be before 'to' ({iso(window.end)})."]})
+    if window.end - window.start > timedelta(days=MAX_DAYS):  # and no more than MAX_DAYS
+        raise ValidationFailed(f"A report covers at most {MAX_DAYS} days.", errors={
+            "from": [f"Must be at most {MAX_DAYS} days before 'to'."]})
     return window
 
 

@@ -66,7 +66,10 @@ class User(Base):
 class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
-        UniqueConstraint("source", "event_id", name="uq_events_source_event_id"),
+        # Idempotency is per organisation: one organisation's ids never collide with, or
+        # reveal, another's.
+        UniqueConstraint("organisation", "source", "event_id",
+                         name="uq_events_organisation_source_event_id"),
         Index("ix_events_status_next", "status", "next_attempt_at"),
         Index("ix_events_person", "source", "person_id"),
         Index("ix_events_org_occurred", "organisation", "occurred_at"),
@@ -369,6 +372,10 @@ class CdsClient(Base):
     jwks: Mapped[dict[str, Any]] = mapped_column(JSONType)
     organisation: Mapped[str] = mapped_column(String(16))  # ODS code, or "*" for all
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Hosts (HOST or HOST:PORT) of the FHIR servers this client's calls may have the service
+    # fetch missing prefetch from (CDS Hooks `fhirServer`); empty: nothing is fetched.
+    fhir_servers: Mapped[list[str]] = mapped_column(JSONType, default=list,
+                                                    server_default="[]")
 
 
 class UsedJti(Base):

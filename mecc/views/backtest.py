@@ -59,9 +59,9 @@ class BacktestSchema(Schema):
     links = fields.Nested(BacktestLinksSchema)
 
 
-@blp.route("/rules/<string:key>/backtest", methods=["POST"])
+@blp.route("/rules/<rule_key:key>/backtest", methods=["POST"])
 @require_scope("rules:read", "rules:write")
-@blp.arguments(BacktestRequestSchema)
+@blp.arguments(BacktestRequestSchema, required=False)  # no body: the defaults
 @blp.response(202, BacktestSchema)
 def start_backtest(body: dict[str, Any], key: str) -> Any:
     """Back-test a rule version (alone, with person-centred suppression) over stored events."""

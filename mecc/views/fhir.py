@@ -77,7 +77,8 @@ def post_bundle(source: str | None = None) -> Any:
         organisation=None if principal.is_all_organisations else principal.organisation)
     body = json_body()
     try:
-        result = fhir.map_bundle(body, catalogue=runtime.catalogue, defaults=defaults)
+        result = fhir.map_bundle(body, catalogue=runtime.catalogue, defaults=defaults,
+                                 terms=fhir.code_tables(runtime.settings.config_dir))
     except ValidationFailed as exc:
         intake.count_rejection(exc)
         raise

@@ -130,13 +130,19 @@ def register_problem_responses(spec: Any, name: str = "Problem") -> None:
     per-status components as application/json; `ProblemApi` calls this from
     `_register_responses` so the spec describes what the server actually sends.
     """
-    def response(description: str) -> dict[str, Any]:
-        return {"description": description,
-                "content": {PROBLEM_JSON: {"schema": ProblemSchema}}}
+    def response(description: str, retry: bool = False) -> dict[str, Any]:
+        doc: dict[str, Any] = {"description": description,
+                               "content": {PROBLEM_JSON: {"schema": ProblemSchema}}}
+        if retry:  # 429 and 503 say when to come back
+            doc["headers"] = {"Retry-After": {
+                "description": "Seconds to wait before retrying.",
+                "schema": {"type": "integer", "minimum": 0}}}
+        return doc
 
     for status in HTTPStatus:
         if status >= 400:
-            spec.components.response(status.name, response(status.phrase), lazy=True)
+            spec.components.response(status.name, response(status.phrase, status in (429, 503)),
+                                     lazy=True)
     spec.components.response(name, response("An error, as RFC 9457 problem details."),
                              lazy=True)
 

@@ -111,7 +111,7 @@ class PersonalOutcomesBodySchema(Schema):
     recorded_at = fields.AwareDateTime(required=True, format="iso", metadata={
         "description": "When the person gave these answers."})
     scores = fields.Nested(ScoresSchema, required=True, validate=validate.Length(
-        min=1, error="Give at least one score."))
+        min=1, error="Give at least one score."), metadata={"minProperties": 1})
 
 
 @blp.route("", methods=["GET"])

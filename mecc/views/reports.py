@@ -34,6 +34,11 @@ _CSV_NOTE = (" Answers `text/csv` instead for `Accept: text/csv` (a row per grou
 class DateOrDateTime(fields.Field):
     """A date (midnight UTC that day) or an ISO 8601 date-time with a zone offset."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}],
+                    "example": "2026-11-01", **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
+
     default_error_messages = {
         "invalid": "Must be a date (YYYY-MM-DD) or an ISO 8601 date-time with a zone offset.",
         "naive": "A date-time needs a zone offset (e.g. 2026-11-22T09:30:00+00:00 or ...Z).",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import fields
+from marshmallow import fields, validate
 
 from mecc.platform.fields import Schema
 from mecc.views.problems import ProblemSchema
@@ -27,9 +27,10 @@ class EventAcceptedSchema(Schema):
 
 
 class BatchRequestSchema(Schema):
-    events = fields.List(fields.Dict(), required=True,
+    events = fields.List(fields.Raw(), required=True, validate=validate.Length(min=1, max=500),
                          metadata={"description": "Up to 500 contact events (each in the "
-                                   "ContactEvent shape), answered one by one."})
+                                   "ContactEvent shape), answered one by one: an item that is "
+                                   "not a valid event is rejected in its own result."})
 
 
 class BatchResultSchema(Schema):

@@ -14,16 +14,35 @@ from mecc.platform.errors import ValidationFailed
 from mecc.platform.fields import Schema, one_of
 from mecc.platform.runtime import current
 from mecc.views import json_body
+from mecc.views.admin_responses import (
+    ApprovalPageSchema,
+    ApprovalRequestSchema,
+    AuditPageSchema,
+    DryRunAnswerSchema,
+    PendingAnswerSchema,
+    RuleDiffSchema,
+    RulePageSchema,
+    RuleSchema,
+    RuleVersionPageSchema,
+)
 from mecc.views.auth import require_scope
+from mecc.views.bodies import json_body as body_doc
+from mecc.views.openapi import RESERVED_RULE_KEYS, RULE_KEY_PATTERN
 
 blp = Blueprint("rules", __name__, url_prefix="/api/v1",
                 description="Administrator-owned rules: versioned, validated, audited.")
 
-RULE_BODY_DOC = {"required": True, "content": {"application/json": {"schema": {
-    "type": "object", "description": "A rule: key, title, topic, kind, when, settings, "
-    "staff_roles, priority, cooldown_days, decline_days, prompt {summary, detail, indicator}, "
-    "suggestions, sources (see config/rules/default.yaml).",
-    "required": ["key", "title", "topic", "kind", "when", "priority", "prompt"]}}}}
+# The rule bodies are components built from the fact catalogue (mecc.views.bodies).
+RULE_EXAMPLE = {
+    "key": "smoking-brief-advice", "title": "Very brief advice on smoking", "topic": "smoking",
+    "kind": "lifestyle_conversation", "priority": 80, "cooldown_days": 180,
+    "when": "smoking_status == 'current'", "settings": ["general_practice"],
+    "prompt": {"summary": "Smokes: offer very brief advice and a referral.",
+               "detail": "**Ask, advise, act.**", "indicator": "warning"},
+    "suggestions": ["stop_smoking"],
+    "sources": [{"label": "NICE NG209", "url": "https://www.nice.org.uk/guidance/ng209"}]}
+# A version number in a path: the rule pack's bounds, so a larger one is a 404, not an overflow.
+VERSION = "<int(min=1, max=1000000):version>"
 
 
 class ValidateSchema(Schema):
@@ -42,12 +61,15 @@ class ValidateResultSchema(Schema):
     errors = fields.List(fields.Nested(DiagnosticSchema))
 
 
-class DryRunSchema(Schema):
-    rules = fields.List(fields.Raw(), load_default=list, metadata={
+class DryRunRequestSchema(Schema):
+    rules = fields.List(fields.Raw(metadata={"oneOf": [
+        {"type": "string", "pattern": RULE_KEY_PATTERN},
+        {"$ref": "#/components/schemas/RuleCreate"}]}), load_default=list, metadata={
         "description": "Rule keys (their live or latest version) or draft rule bodies; "
                        "empty: every live rule."})
-    events = fields.List(fields.Dict(), required=True,
-                         validate=validate.Length(min=1, max=rule_admin.MAX_DRY_RUN_EVENTS))
+    events = fields.List(fields.Dict(metadata={"allOf": [
+        {"$ref": "#/components/schemas/ContactEvent"}]}), required=True,
+        validate=validate.Length(min=1, max=rule_admin.MAX_DRY_RUN_EVENTS))
     use_history = fields.Boolean(load_default=True, metadata={
         "description": "Take the people's stored prompt history into account."})
 
@@ -114,6 +136,7 @@ def _answer(session: Any, key: str, outcome: rule_approval.Outcome) -> Any:
 @blp.route("/rules", methods=["GET"])
 @require_scope("rules:read")
 @blp.arguments(RuleQuerySchema, location="query", as_kwargs=True)
+@blp.alt_response(200, schema=RulePageSchema, success=True, description="The rules.")
 def list_rules(status: str | None = None) -> Any:
     """Every rule with its live version (or its latest draft)."""
     with current().db.session() as session:
@@ -125,11 +148,15 @@ def list_rules(status: str | None = None) -> Any:
 
 @blp.route("/rules", methods=["POST"])
 @require_scope("rules:write")
-@blp.doc(requestBody=RULE_BODY_DOC)
+@blp.doc(requestBody=body_doc("RuleCreate", RULE_EXAMPLE))
+@blp.alt_response(201, schema=RuleSchema, success=True, description="Created as a draft.")
 def create_rule() -> Any:
     """Create a rule as a draft (version 1)."""
     runtime = current()
     rule = rule_store.parse_body(_without_state(json_body()), runtime.catalogue)
+    if rule.key in RESERVED_RULE_KEYS:
+        raise ValidationFailed(f"'{rule.key}' names an operation under /rules/.",
+                               errors={"key": ["Choose another key."]})
     with runtime.db.session() as session:
         row = rule_store.create_rule(session, rule, actor=_actor())
         session.commit()
@@ -147,15 +174,18 @@ def validate_rule(body: dict[str, Any]) -> Any:
 
 @blp.route("/rules/dry-run", methods=["POST"])
 @require_scope("rules:read", "rules:write")
-@blp.arguments(DryRunSchema)
+@blp.arguments(DryRunRequestSchema)
+@blp.alt_response(200, schema=DryRunAnswerSchema, success=True,
+                  description="Per event: matches, shown, deferred, suppressed.")
 def dry_run(body: dict[str, Any]) -> Any:
     """Which rules match example events, why, and what would show or be suppressed."""
     return rule_admin.dry_run(current(), g.principal, body["rules"], body["events"],
                               use_history=body["use_history"])
 
 
-@blp.route("/rules/<string:key>", methods=["GET"])
+@blp.route("/rules/<rule_key:key>", methods=["GET"])
 @require_scope("rules:read")
+@blp.alt_response(200, schema=RuleSchema, success=True, description="The rule.")
 def get_rule(key: str) -> Any:
     """A rule's latest version and its state."""
     with current().db.session() as session:
@@ -164,9 +194,11 @@ def get_rule(key: str) -> Any:
                                        rule_store.pending_request(session, key))
 
 
-@blp.route("/rules/<string:key>", methods=["PUT"])
+@blp.route("/rules/<rule_key:key>", methods=["PUT"])
 @require_scope("rules:write")
-@blp.doc(requestBody=RULE_BODY_DOC)
+@blp.doc(requestBody=body_doc("RuleUpdate", {k: v for k, v in RULE_EXAMPLE.items()
+                                             if k != "key"}))
+@blp.alt_response(200, schema=RuleSchema, success=True, description="The new draft version.")
 def update_rule(key: str) -> Any:
     """Add a draft version of a rule (publish it to make it live)."""
     runtime = current()
@@ -181,9 +213,13 @@ def update_rule(key: str) -> Any:
                                        rule_store.pending_request(session, key))
 
 
-@blp.route("/rules/<string:key>/publish", methods=["POST"])
+@blp.route("/rules/<rule_key:key>/publish", methods=["POST"])
 @require_scope("rules:write")
 @blp.arguments(PublishSchema)
+@blp.alt_response(200, schema=RuleSchema, success=True,
+                  description="Live now (MECC_PUBLISH_APPROVAL=off).")
+@blp.alt_response(202, schema=PendingAnswerSchema, success=True,
+                  description="Waiting for another person's approval.")
 def publish_rule(body: dict[str, Any], key: str) -> Any:
     """Make a version live: once someone else approves it (202, pending_approval), or at once
     (200) with MECC_PUBLISH_APPROVAL=off. Workers pick it up without a restart."""
@@ -194,8 +230,12 @@ def publish_rule(body: dict[str, Any], key: str) -> Any:
         return _answer(session, key, outcome)
 
 
-@blp.route("/rules/<string:key>/retire", methods=["POST"])
+@blp.route("/rules/<rule_key:key>/retire", methods=["POST"])
 @require_scope("rules:write")
+@blp.alt_response(200, schema=RuleSchema, success=True,
+                  description="Retired now (MECC_PUBLISH_APPROVAL=off).")
+@blp.alt_response(202, schema=PendingAnswerSchema, success=True,
+                  description="Waiting for another person's approval.")
 def retire_rule(key: str) -> Any:
     """Stop a rule (no version of it live): through approval like publishing (202)."""
     with current().db.session() as session:
@@ -205,8 +245,9 @@ def retire_rule(key: str) -> Any:
         return _answer(session, key, outcome)
 
 
-@blp.route("/rules/<string:key>/versions/<int:version>/approve", methods=["POST"])
+@blp.route(f"/rules/<rule_key:key>/versions/{VERSION}/approve", methods=["POST"])
 @require_scope("rules:approve")
+@blp.alt_response(200, schema=RuleSchema, success=True, description="It took effect.")
 def approve_version(key: str, version: int) -> Any:
     """Approve the pending publish (or retire) of this version: it takes effect now. The
     identity that asked for it cannot approve it (403)."""
@@ -216,9 +257,11 @@ def approve_version(key: str, version: int) -> Any:
         return _answer(session, key, outcome)
 
 
-@blp.route("/rules/<string:key>/versions/<int:version>/reject", methods=["POST"])
+@blp.route(f"/rules/<rule_key:key>/versions/{VERSION}/reject", methods=["POST"])
 @require_scope("rules:approve", "rules:write")
 @blp.arguments(RejectSchema)
+@blp.alt_response(200, schema=ApprovalRequestSchema, success=True,
+                  description="Rejected (or withdrawn); the version stays a draft.")
 def reject_version(body: dict[str, Any], key: str, version: int) -> Any:
     """Turn down the pending request for this version: it stays a draft. A reviewer
     (rules:approve) rejects; whoever asked may withdraw their own request."""
@@ -230,9 +273,10 @@ def reject_version(body: dict[str, Any], key: str, version: int) -> Any:
         return rule_approval.request_dict(request)
 
 
-@blp.route("/rules/<string:key>/diff", methods=["GET"])
+@blp.route("/rules/<rule_key:key>/diff", methods=["GET"])
 @require_scope("rules:read")
 @blp.arguments(DiffQuerySchema, location="query", as_kwargs=True)
+@blp.alt_response(200, schema=RuleDiffSchema, success=True, description="The changes.")
 def diff_versions(key: str, after: int, before: int | None = None) -> Any:
     """What a version changes, field by field, against another (default: the live one)."""
     with current().db.session() as session:
@@ -244,6 +288,7 @@ def diff_versions(key: str, after: int, before: int | None = None) -> Any:
 @blp.route("/rule-approvals", methods=["GET"])
 @require_scope("rules:read")
 @blp.arguments(ApprovalQuerySchema, location="query", as_kwargs=True)
+@blp.alt_response(200, schema=ApprovalPageSchema, success=True, description="The requests.")
 def list_approvals(status: str = "pending", key: str | None = None) -> Any:
     """Publish and retire requests, newest first (default: those waiting for approval)."""
     with current().db.session() as session:
@@ -252,8 +297,10 @@ def list_approvals(status: str = "pending", key: str | None = None) -> Any:
         return {"items": [rule_approval.request_dict(r) for r in rows], "next_cursor": None}
 
 
-@blp.route("/rules/<string:key>/versions", methods=["GET"])
+@blp.route("/rules/<rule_key:key>/versions", methods=["GET"])
 @require_scope("rules:read")
+@blp.alt_response(200, schema=RuleVersionPageSchema, success=True,
+                  description="Every version.")
 def rule_versions(key: str) -> Any:
     """Every version of a rule, oldest first."""
     with current().db.session() as session:
@@ -264,6 +311,7 @@ def rule_versions(key: str) -> Any:
 @blp.route("/audit", methods=["GET"])
 @require_scope("rules:read", "admin")
 @blp.arguments(AuditQuerySchema, location="query", as_kwargs=True)
+@blp.alt_response(200, schema=AuditPageSchema, success=True, description="Newest first.")
 def audit(entity: str | None = None, key: str | None = None, limit: int = 50,
           cursor: int | None = None) -> Any:
     """Who changed what, when (rules; keys, services and outcomes need `admin`)."""

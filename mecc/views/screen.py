@@ -13,30 +13,24 @@ from mecc.delivery import stream, tokens
 from mecc.people.sessions import session_principal
 from mecc.platform.errors import NotFound, Unauthorized, ValidationFailed
 from mecc.platform.runtime import current
+from mecc.prompts.wording import OUTCOME_LABELS, screen_wording
 from mecc.views.auth import open_route
 from mecc.views.people import sign_in_page
 
 F = TypeVar("F", bound=Callable[..., Any])
-OUTCOME_LABELS = {
-    "conversation_had": "Conversation had",
-    "referred": "Referred",
-    "declined": "Declined by the person",
-    "not_now": "Not now",
-    "not_appropriate": "Not appropriate",
-}
+# A contact folds into "Earlier" once this old (or once every prompt of it has an outcome).
+FOLD_AFTER_HOURS = 4
+READ_ONLY = ("This screen shows prompts but cannot record outcomes: it was opened with a link "
+             "that may only read them. Record what happened in your clinical system, or ask "
+             "your system administrator for a screen link that can record outcomes.")
 
 blp = Blueprint("screen", __name__)
 
 
 def _protected(response: Response) -> Response:
-    # The page carries a token in its URL: keep it out of Referer headers and caches, and let
-    # only our own script and styles run.
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "img-src 'self' data:; base-uri 'none'; form-action 'none'")
-    response.headers["Referrer-Policy"] = "no-referrer"
+    # The page carries a token in its URL: keep it out of caches. (Referrer-Policy: no-referrer
+    # and the content security policy are on every page: mecc.views.headers.)
     response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 
@@ -71,11 +65,15 @@ def screen_token_required(view: F) -> F:
 def screen() -> Any:
     """The live prompt screen a member of staff keeps open beside the clinical system."""
     grant: tokens.StreamGrant = g.stream_grant
-    settings = stream.stream_settings(current())
+    runtime = current()
+    settings = stream.stream_settings(runtime)
+    may_write = g.principal.has_scope("prompts:write")
     page = render_template(
-        "screen.html", error=None, token=g.stream_token, grant=grant,
-        may_write=g.principal.has_scope("prompts:write"), outcomes=OUTCOME_LABELS,
-        token_seconds=settings.token_seconds)
+        "screen.html", error=None, token=g.stream_token, grant=grant, may_write=may_write,
+        read_only_reason=None if may_write else READ_ONLY, outcomes=OUTCOME_LABELS,
+        token_seconds=settings.token_seconds, wording=screen_wording(),
+        display_seconds=int(runtime.settings.display_retention_hours * 3600),
+        fold_after_seconds=FOLD_AFTER_HOURS * 3600)
     return _protected(make_response(page))
 
 
@@ -83,8 +81,11 @@ def _token_for(person: Principal) -> str:
     """A stream token for a signed-in person: their organisation (a person for every
     organisation names one with `?organisation=`), optionally narrowed to a team or staff id."""
     runtime = current()
-    flt = tokens.resolve_filter(person, request.args.get("organisation"),
-                                request.args.get("team"), request.args.get("staff_id"))
+    args = request.args
+    flt = tokens.resolve_filter(person, args.get("organisation"), args.get("team"),
+                                args.get("staff_id"))
+    flt = tokens.in_context(runtime, flt, person_id=args.get("person_id") or None,
+                            source=args.get("source") or None, event=args.get("event") or None)
     grant = tokens.new_grant(person, flt, ttl=stream.stream_settings(runtime).token_seconds)
     return tokens.sign_grant(runtime.settings.secret_key, grant)
 

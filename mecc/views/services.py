@@ -12,15 +12,21 @@ from mecc.clinical.directory import ServiceDirectoryError, parse_service, servic
 from mecc.platform.errors import ValidationFailed
 from mecc.platform.runtime import current
 from mecc.views import json_body
+from mecc.views.admin_responses import ServicePageSchema, ServiceSchema
 from mecc.views.auth import require_scope
+from mecc.views.bodies import ServiceBodySchema, ServiceUpdateSchema
+from mecc.views.bodies import json_body as body_doc
 
 blp = Blueprint("services", __name__, url_prefix="/api/v1/services",
                 description="Local services (stop smoking, social prescribing, ...) to refer to.")
 
-SERVICE_BODY_DOC = {"required": True, "content": {"application/json": {"schema": {
-    "type": "object", "required": ["id", "name", "service_type"],
-    "description": "id, name, service_type, areas (postcode districts), organisations (ODS), "
-    "self_referral, contact {phone, email, url}, referral_url, description."}}}}
+SERVICE_EXAMPLE = {
+    "id": "stop-smoking-manchester", "name": "Stop Smoking Manchester",
+    "service_type": "stop_smoking", "areas": ["M14", "M15"], "self_referral": True,
+    "contact": {"phone": "0800 123 4567", "url": "https://www.example.nhs.uk/stop-smoking"},
+    "description": "Free support to stop smoking."}
+SERVICE_BODY_DOC = body_doc(ServiceBodySchema, SERVICE_EXAMPLE)
+SERVICE_UPDATE_DOC = body_doc(ServiceUpdateSchema, SERVICE_EXAMPLE)
 
 
 def _parse(body: Any) -> Any:
@@ -39,6 +45,7 @@ def _actor() -> str:
 
 @blp.route("", methods=["GET"])
 @require_scope("prompts:read", "rules:read", "admin")
+@blp.alt_response(200, schema=ServicePageSchema, success=True, description="The directory.")
 def list_services() -> Any:
     """Every service in the directory."""
     services = service_store.list_directory(current().db)
@@ -48,6 +55,7 @@ def list_services() -> Any:
 @blp.route("", methods=["POST"])
 @require_scope("admin")
 @blp.doc(requestBody=SERVICE_BODY_DOC)
+@blp.alt_response(201, schema=ServiceSchema, success=True, description="Added.")
 def create_service() -> Any:
     """Add a service (409 when the id is taken)."""
     service = _parse(json_body())
@@ -55,16 +63,18 @@ def create_service() -> Any:
     return service_to_dict(service), 201
 
 
-@blp.route("/<string:service_id>", methods=["GET"])
+@blp.route("/<service_id:service_id>", methods=["GET"])
 @require_scope("prompts:read", "rules:read", "admin")
+@blp.alt_response(200, schema=ServiceSchema, success=True, description="The service.")
 def get_service(service_id: str) -> Any:
     """One service."""
     return service_to_dict(service_store.get_service(current().db, service_id))
 
 
-@blp.route("/<string:service_id>", methods=["PUT"])
+@blp.route("/<service_id:service_id>", methods=["PUT"])
 @require_scope("admin")
-@blp.doc(requestBody=SERVICE_BODY_DOC)
+@blp.doc(requestBody=SERVICE_UPDATE_DOC)
+@blp.alt_response(200, schema=ServiceSchema, success=True, description="Replaced.")
 def update_service(service_id: str) -> Any:
     """Replace a service's details."""
     body = json_body()
@@ -78,8 +88,9 @@ def update_service(service_id: str) -> Any:
     return service_to_dict(service)
 
 
-@blp.route("/<string:service_id>", methods=["DELETE"])
+@blp.route("/<service_id:service_id>", methods=["DELETE"])
 @require_scope("admin")
+@blp.alt_response(204, success=True, description="Removed.")
 def delete_service(service_id: str) -> Any:
     """Remove a service (prompts already made keep their copy)."""
     service_store.delete_service(current().db, service_id, actor=_actor())

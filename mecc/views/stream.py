@@ -108,6 +108,15 @@ class TokenRequestSchema(Schema):
     organisation = StrictString(required=True, validate=validate.Length(max=16))
     team = StrictString(validate=[validate.Length(max=100), IDENT])
     staff_id = StrictString(validate=[validate.Length(max=100), IDENT])
+    person_id = StrictString(validate=[validate.Length(max=100), IDENT], metadata={
+        "description": "Only this person's prompts: for a screen opened beside the record a "
+                       "clinical system has open.", "example": "p-7f3a1c"})
+    source = StrictString(validate=[validate.Length(max=100), IDENT], metadata={
+        "description": "With person_id: the system whose person id it is (person ids are "
+                       "each sending system's own; name it when several send for this "
+                       "organisation).", "example": "emis-web"})
+    event = fields.UUID(metadata={"description": "Only the prompts of this contact (the "
+                                  "event's id, as answered by POST /api/v1/events)."})
 
 
 class TokenSchema(Schema):
@@ -145,9 +154,15 @@ def stream_prompts(**args: Any) -> Any:
     flt = request_filter(args)
     settings = stream.stream_settings(runtime)
     grant: tokens.StreamGrant | None = g.stream_grant
+    key_id = grant.key_id if grant else g.principal.key_id
+
+    def still_allowed() -> bool:
+        return stream.still_permitted(runtime, key_id, "prompts:read", flt.organisation)
+
     body = stream.event_stream(runtime, flt, _last_event_id(args.get("last_event_id")),
                                heartbeat=settings.heartbeat_seconds,
-                               ends_at=grant.expires_at if grant else None)
+                               ends_at=grant.expires_at if grant else None,
+                               still_allowed=still_allowed)
     return Response(body, mimetype="text/event-stream", headers={
         "Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"})
 
@@ -166,11 +181,15 @@ def recent_prompts(**args: Any) -> Any:
 @blp.arguments(TokenRequestSchema)
 @blp.response(200, TokenSchema)
 def create_stream_token(body: dict[str, Any]) -> Any:
-    """A short-lived token for `?token=` on the stream and the staff screen."""
+    """A short-lived token for `?token=` on the stream and the staff screen, optionally
+    narrowed to one person (`person_id`) or one contact (`event`)."""
     runtime = current()
     settings = stream.stream_settings(runtime)
     flt = tokens.resolve_filter(g.principal, body["organisation"], body.get("team"),
                                 body.get("staff_id"))
+    event = body.get("event")
+    flt = tokens.in_context(runtime, flt, person_id=body.get("person_id"),
+                            source=body.get("source"), event=str(event) if event else None)
     grant = tokens.new_grant(g.principal, flt, ttl=settings.token_seconds)
     return {"token": tokens.sign_grant(runtime.settings.secret_key, grant),
             "expires_at": grant.expires_at_iso}

@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.processes import Proc, start_api, start_worker
+from tests.support.processes import Proc, start_api, start_beat, start_worker
 from tests.support.stack import (
     REQUIRE_SERVICES,
     STREAM_REDIS_URL,
@@ -47,12 +48,15 @@ class LiveStack:
     key: str
 
 
-@pytest.fixture(scope="module")
-def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+@contextmanager
+def running_stack(directory: Path, *, beat: bool = False, **extra_env: str
+                  ) -> Iterator[LiveStack]:
+    """API and worker (and beat, when asked) on a fresh seeded SQLite database and the stream
+    tests' Redis database (flushed first: one such stack runs at a time)."""
     flush_redis_or_skip(STREAM_REDIS_URL)
-    directory = tmp_path_factory.mktemp("screen")
     database = new_database("sqlite", directory)
-    env = service_env(database.url, STREAM_REDIS_URL, directory, MECC_LOG_LEVEL="WARNING")
+    env = service_env(database.url, STREAM_REDIS_URL, directory, MECC_LOG_LEVEL="WARNING",
+                      **extra_env)
     seed(env)
     organisation = f"S{uuid.uuid4().hex[:6].upper()}"
     key = create_key(env, organisation).key
@@ -60,12 +64,20 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
     try:
         procs.append(start_api(env, directory))
         procs.append(start_worker(env, directory))
+        if beat:
+            procs.append(start_beat(env, directory))
         yield LiveStack(base=procs[0].base, env=env, database_url=database.url,
                         organisation=organisation, key=key)
     finally:
         for proc in procs:
             proc.stop()
         database.drop()
+
+
+@pytest.fixture(scope="module")
+def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    with running_stack(tmp_path_factory.mktemp("screen")) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -172,6 +172,13 @@ def test_the_dashboard_shows_every_report_at_1024_px(live_server: str, page: Any
     lines = list(csv.DictReader(io.StringIO(saved.read_text())))
     assert [line["age_band"] for line in lines][-1] == "All"
     assert any(line["created"] == "<5" for line in lines)
+
+    # The rule editor tags the rule staff mostly turn down, and only that one.
+    page.goto(f"{live_server}/admin/rules")
+    tag = page.locator("#rule-list tr[data-key='healthy-weight-conversation'] .fatigue")
+    tag.wait_for()
+    assert "Often turned down (83.3%)" in tag.inner_text()
+    assert page.locator("#rule-list .fatigue").count() == 1
     assert page.problems == []
 
 

@@ -1,4 +1,6 @@
-"""The fault-injection suite, quick version: `python -m bench.faults --quick` as CI runs it.
+"""The fault-injection suite, quick version: `python -m bench.faults --quick` as CI runs it,
+on each broker (Redis, and RabbitMQ with `--broker rabbitmq`: restarted with stop_app/start_app,
+its work queue purged, instead of Redis crashed and wiped).
 
 Every scenario (worker children and the whole worker killed, Redis crashed and wiped,
 PostgreSQL stopped, duplicate submissions, webhook receivers failing, hanging and answering
@@ -18,7 +20,7 @@ import sys
 
 import pytest
 
-from tests.support import ROOT
+from tests.support import ROOT, rabbitmq
 from tests.support.servers import PG_BIN
 
 SCENARIOS = 7
@@ -32,14 +34,18 @@ def _missing_tools() -> list[str]:
 
 
 @pytest.mark.slow
-def test_quick_fault_run_loses_nothing_and_duplicates_nothing() -> None:
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_quick_fault_run_loses_nothing_and_duplicates_nothing(broker: str) -> None:
     missing = _missing_tools()
+    if broker == "rabbitmq" and rabbitmq.reachable():
+        missing.append(str(rabbitmq.reachable()))
     if missing:
         message = f"the fault suite starts its own servers and needs {', '.join(missing)}"
         if os.environ.get("MECC_REQUIRE_SERVICES") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    run = subprocess.Popen([sys.executable, "-m", "bench.faults", "--quick"], cwd=ROOT,
+    run = subprocess.Popen([sys.executable, "-m", "bench.faults", "--quick",
+                            "--broker", broker], cwd=ROOT,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         stdout, stderr = run.communicate(timeout=LIMIT_SECONDS)

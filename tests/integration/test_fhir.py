@@ -45,11 +45,20 @@ def bundle(*resources: dict[str, Any]) -> dict[str, Any]:
             "entry": [{"resource": r} for r in resources]}
 
 
+def fresh(resource: dict[str, Any]) -> dict[str, Any]:
+    """An example Observation re-dated to an hour before the contact: the examples date from
+    1999-2023, and a value older than its fact's maximum age is not used."""
+    for name in ("effectiveDateTime", "effectivePeriod", "effectiveInstant"):
+        resource.pop(name, None)
+    resource["effectiveDateTime"] = recent(60)
+    return resource
+
+
 def us_core_bundle(**encounter_changes: Any) -> dict[str, Any]:
     return bundle(us_core("patient-example.json"), encounter(**encounter_changes),
-                  us_core("bmi.json"), us_core("blood-pressure.json"),
-                  us_core("bp-data-absent.json"), us_core("some-day-smoker.json"),
-                  us_core("Observation-AUDIT-C-item-example-75626-2.json"),
+                  fresh(us_core("bmi.json")), fresh(us_core("blood-pressure.json")),
+                  fresh(us_core("bp-data-absent.json")), fresh(us_core("some-day-smoker.json")),
+                  fresh(us_core("Observation-AUDIT-C-item-example-75626-2.json")),
                   us_core("condition-encounter-diagnosis-example1.json"))
 
 
@@ -170,8 +179,9 @@ def test_a_start_without_a_zone_is_422_naming_it(client: Any, make_key: Any, sta
 @pytest.mark.parametrize(("body", "path"), [
     ({"resourceType": "Patient", "id": "x"}, "Bundle.resourceType"),
     ({"resourceType": "Bundle", "type": "document", "entry": []}, "Bundle.type"),
+    # An entry without a resource is reported (nothing in it is used); the Patient is missing.
     ({"resourceType": "Bundle", "type": "collection", "entry": [{"fullUrl": "urn:x"}]},
-     "Bundle.entry[0].resource"),
+     "Bundle.entry"),
     ({"resourceType": "Bundle", "type": "collection", "entry": "x"}, "Bundle.entry"),
     ([], "Bundle"),
 ])
@@ -222,7 +232,7 @@ def test_not_json_is_415(client: Any, make_key: Any) -> None:
 def test_the_event_is_evaluated_like_any_other(client: Any, make_key: Any,
                                                evaluate_pending: Any) -> None:
     key = make_key()
-    smoker = us_core("some-day-smoker.json")
+    smoker = fresh(us_core("some-day-smoker.json"))
     response = client.post(URL, json=bundle(us_core("patient-example.json"), encounter(),
                                             smoker), headers=auth_header(key))
     assert response.status_code == 202
@@ -230,3 +240,31 @@ def test_the_event_is_evaluated_like_any_other(client: Any, make_key: Any,
     prompts = client.get(response.get_json()["links"]["prompts"],
                          headers=auth_header(key)).get_json()["items"]
     assert [p["rule"]["key"] for p in prompts] == ["smoking-very-brief-advice"]
+
+
+RECORDS = ROOT / "tests" / "fixtures" / "fhir"
+
+
+def test_a_generated_uk_record_gives_a_prompt_that_names_its_evidence(
+        client: Any, make_key: Any, evaluate_pending: Any) -> None:
+    """A transaction Bundle identified by fullUrls only, with a sodium result without status
+    (reported, not refused), through intake and evaluation: the DPP prompt rests on the
+    HbA1c "44 mmol/mol Hb" of the contact's day, and says so."""
+    key = make_key()
+    body = json.loads((RECORDS / "uk_healthy.json").read_text())
+    sodium = next(e["resource"] for e in body["entry"]
+                  if e["resource"].get("code", {}).get("coding", [{}])[0].get("code") == "2951-2")
+    del sodium["status"]
+    response = client.post(URL, json=body, headers=auth_header(key))
+    assert response.status_code == 202, response.get_data(as_text=True)
+    assert any(i.get("element") == "status" and "Observation.status: Required." in i["reason"]
+               for i in response.get_json()["ignored"])
+    detail = client.get(response.get_json()["links"]["self"], headers=auth_header(key)).get_json()
+    assert detail["fact_dates"]["hba1c_mmol_mol"] == "2026-11-20T09:00:00+00:00"
+    assert detail["ignored_facts"] == []
+    assert evaluate_pending() == 1
+    prompts = client.get(response.get_json()["links"]["prompts"],
+                         headers=auth_header(key)).get_json()["items"]
+    dpp = next(p for p in prompts if p["rule"]["key"] == "diabetes-prevention-programme")
+    assert {"fact": "hba1c_mmol_mol", "value": 44.0,
+            "recorded_at": "2026-11-20T09:00:00+00:00"} in dpp["evidence"]

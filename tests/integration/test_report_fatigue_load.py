@@ -119,20 +119,23 @@ def test_staff_load_per_member_of_staff_per_day(app: Any, client: Any, make_key:
         _staff_day(app, staff, team, day, count)
     _staff_day(app, "st-2", "blue", 0, 7, status="deferred")  # never pushed: not load
     _staff_day(app, None, "blue", 2, 4)  # no staff id: counted apart
+    # st-4's contacts on day 3 name two teams: one staff-day of 3, under "blue".
+    _staff_day(app, "st-4", "red", 3, 1)
+    _staff_day(app, "st-4", "blue", 3, 2)
     key = make_key(scopes=READER)
     report = _get(client, key, f"staff-load?{WINDOW}").json
-    # Staff-days: 1, 3, 5, 10 -> median 4, p90 8.5 (interpolated), max 10.
-    assert report["per_staff_day"] == {"median": 4.0, "p90": 8.5, "max": 10}
+    # Staff-days: 1, 3, 3, 5, 10 -> median 3, p90 8 (interpolated), max 10.
+    assert report["per_staff_day"] == {"median": 3.0, "p90": 8.0, "max": 10}
     assert (report["staff"], report["staff_days"], report["pushed"],
-            report["without_staff"]) == (3, 4, 23, 4)
+            report["without_staff"]) == (4, 5, 26, 4)
     teams = {t["team"]: t for t in report["teams"]}
-    assert teams["blue"] == {"team": "blue", "staff": 2, "staff_days": 3, "pushed": 9,
-                                  "median": 3.0, "p90": 4.6, "max": 5}
+    assert teams["blue"] == {"team": "blue", "staff": 3, "staff_days": 4, "pushed": 12,
+                             "median": 3.0, "p90": 4.4, "max": 5}
     assert teams["red"]["median"] == teams["red"]["max"] == 10
     text = _get(client, key, f"staff-load?{WINDOW}", Accept="text/csv").get_data(as_text=True)
     lines = list(csv.DictReader(io.StringIO(text)))
-    assert lines[0] == {"team": "All", "staff": "3", "staff_days": "4", "pushed": "19",
-                        "median": "4.0", "p90": "8.5", "max": "10"}
+    assert lines[0] == {"team": "All", "staff": "4", "staff_days": "5", "pushed": "22",
+                        "median": "3.0", "p90": "8.0", "max": "10"}
     assert {line["team"] for line in lines[1:]} == {"blue", "red"}
 
 

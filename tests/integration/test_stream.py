@@ -17,7 +17,7 @@ import pytest
 import redis
 import requests
 
-from mecc.delivery import push, stream
+from mecc.delivery import push, stream, tokens
 from mecc.intake.read import prompt_dict
 from mecc.platform.db import Database
 from mecc.store.models import Prompt
@@ -55,8 +55,8 @@ class Stack:
         return {"Authorization": f"Bearer {self.keys[name]}"}
 
     def token(self, team: str | None = None, staff_id: str | None = None, *,
-              key: str = "rw", base: str | None = None) -> str:
-        body: dict[str, Any] = {"organisation": self.org}
+              key: str = "rw", base: str | None = None, **narrow: str) -> str:
+        body: dict[str, Any] = {"organisation": self.org, **narrow}
         if team:
             body["team"] = team
         if staff_id:
@@ -67,14 +67,16 @@ class Stack:
         return str(r.json()["token"])
 
     def publish(self, team: str, *, organisation: str | None = None, staff_id: str = "st-1",
-                kind: str = "prompt", prompt_id: str | None = None) -> tuple[int, str]:
+                kind: str = "prompt", prompt_id: str | None = None,
+                person_id: str = "p-1") -> tuple[int, str]:
         """Store a prompt (or an update) with its push message, commit, then announce it, as
         the worker and the outcome service do. Returns (message id, prompt id)."""
         organisation = organisation or self.org
         with self.db.session() as session:
             if prompt_id is None:
                 prompt = add_prompt(session, organisation=organisation, team=team,
-                                    staff_id=staff_id, source="stream-test")
+                                    staff_id=staff_id, source="stream-test",
+                                    person_id=person_id)
             else:
                 prompt = session.get(Prompt, prompt_id)
                 prompt.status = "not_now"
@@ -344,11 +346,11 @@ def test_a_bad_token_is_refused(stack: Stack, how: str) -> None:
     if how == "tampered":
         token = token[:-4] + ("AAAA" if token[-4:] != "AAAA" else "BBBB")
     else:
-        grant = stream.StreamGrant(
-            key_id=stack.key_ids["rw"], filter=stream.StreamFilter(stack.org),
+        grant = tokens.StreamGrant(
+            key_id=stack.key_ids["rw"], filter=tokens.StreamFilter(stack.org),
             may_write=True, expires_at=int(time.time()) - (5 if how == "expired" else -600),
             session_started=int(time.time()) - 900)
-        token = stream.sign_grant(SECRET_KEY if how == "expired" else "not-our-secret", grant)
+        token = tokens.sign_grant(SECRET_KEY if how == "expired" else "not-our-secret", grant)
     for path in ("/api/v1/stream", "/api/v1/stream/recent"):
         body = assert_problem(requests.get(f"{stack.a}{path}", params={"token": token},
                                            timeout=10), 401)
@@ -387,9 +389,69 @@ def test_a_screen_renews_its_token_for_the_same_filter(stack: Stack) -> None:
     r = requests.post(f"{stack.a}/api/v1/stream-tokens/renew",
                       headers={"X-Stream-Token": token}, timeout=10)
     assert r.status_code == 200, r.text
-    renewed = stream.read_grant(SECRET_KEY, r.json()["token"])
-    assert renewed.filter == stream.StreamFilter(stack.org, blue, "st-7")
+    renewed = tokens.read_grant(SECRET_KEY, r.json()["token"])
+    assert renewed.filter == tokens.StreamFilter(stack.org, blue, "st-7")
     assert renewed.key_id == stack.key_ids["rw"]
     # Only a token renews a token; a key asks for a new one.
     assert_problem(requests.post(f"{stack.a}/api/v1/stream-tokens/renew",
                                  headers=stack.bearer(), timeout=10), 403)
+
+
+# ------------------------------------------------------------------------------ in context
+def test_a_token_for_one_person_streams_only_their_prompts(stack: Stack) -> None:
+    blue = team()
+    token = stack.token(blue, person_id="p-alice", source="stream-test")
+    watcher = SSEClient(f"{stack.b}/api/v1/stream", params={"token": token})
+    try:
+        stack.publish(blue, person_id="p-bob")
+        _, alice_prompt = stack.publish(blue, person_id="p-alice")
+        got = watcher.next_event()
+        assert got.json()["id"] == alice_prompt and got.json()["person_id"] == "p-alice"
+        assert watcher.quiet(1.0) == []
+    finally:
+        watcher.close()
+    # Opening the screen, and replaying after a reconnect, are narrowed the same way.
+    recent = requests.get(f"{stack.a}/api/v1/stream/recent", timeout=10,
+                          headers={"X-Stream-Token": token}).json()["items"]
+    assert [p["id"] for p in recent] == [alice_prompt]
+    replay = SSEClient(f"{stack.a}/api/v1/stream",
+                       params={"token": token, "last_event_id": 0})
+    try:
+        assert [m.json()["id"] for m in replay.events(1)] == [alice_prompt]
+        assert replay.quiet(0.5) == []
+    finally:
+        replay.close()
+    # It acts on that person's prompts only.
+    _, bobs = stack.publish(blue, person_id="p-bob")
+    assert_problem(requests.post(f"{stack.a}/api/v1/prompts/{bobs}/outcome",
+                                 json={"outcome": "not_now"},
+                                 headers={"X-Stream-Token": token}, timeout=10), 404)
+    r = requests.post(f"{stack.a}/api/v1/prompts/{alice_prompt}/outcome",
+                      json={"outcome": "not_now"}, headers={"X-Stream-Token": token},
+                      timeout=10)
+    assert r.status_code == 201, r.text
+
+
+def test_a_token_for_one_contact(stack: Stack) -> None:
+    blue = team()
+    _, first = stack.publish(blue, person_id="p-carl")
+    stack.publish(blue, person_id="p-carl")  # the same person's next contact: not this one
+    with stack.db.session() as session:
+        contact = session.get_one(Prompt, first).event_id
+    token = stack.token(blue, event=contact)
+    assert [p["id"] for p in requests.get(
+        f"{stack.a}/api/v1/stream/recent", headers={"X-Stream-Token": token},
+        timeout=10).json()["items"]] == [first]
+    url = f"{stack.a}/api/v1/stream-tokens"
+    # Another person's contact, a source without a person, an unknown or foreign contact.
+    for body, status in (({"event": contact, "person_id": "p-dora"}, 422),
+                         ({"source": "stream-test"}, 422),
+                         ({"event": str(uuid.uuid4())}, 404)):
+        assert_problem(requests.post(url, json={"organisation": stack.org, **body},
+                                     headers=stack.bearer(), timeout=10), status)
+    _, foreign = stack.publish(blue, organisation=stack.other_org)
+    with stack.db.session() as session:
+        foreign_contact = session.get_one(Prompt, foreign).event_id
+    assert_problem(requests.post(url, json={"organisation": stack.org,
+                                            "event": foreign_contact},
+                                 headers=stack.bearer(), timeout=10), 404)

@@ -11,6 +11,7 @@
     factories   request bodies and rows with sensible defaults: make_event, auth_header,
                 post_event, assert_problem, add_key, add_prompt, add_push_message
     people      add_person (an account that signs in), sign_in_on_page (Playwright)
+    accessibility  axe_violations: axe-core's serious and critical findings on a page
 
 Fixtures stay in tests/conftest.py; everything here is a plain function or class, imported
 as `from tests.support.stack import seed`. Nothing here imports pytest at module level, so the

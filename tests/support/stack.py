@@ -34,7 +34,8 @@ WORKER_REDIS_URL = _redis_url("MECC_TEST_WORKER_REDIS_URL", 12)
 STREAM_REDIS_URL = _redis_url("MECC_TEST_STREAM_REDIS_URL", 10)  # live push and browser tests
 WEBHOOK_REDIS_URL = _redis_url("MECC_TEST_WEBHOOK_REDIS_URL", 9)
 BACKTEST_REDIS_URL = _redis_url("MECC_TEST_BACKTEST_REDIS_URL", 8)
-BENCH_REDIS_URL = f"{REDIS}/14"  # bench/ingest, pipeline, cds
+# bench/ingest, pipeline, cds (MECC_BENCH_REDIS_URL: another Redis, for a second run at once)
+BENCH_REDIS_URL = os.environ.get("MECC_BENCH_REDIS_URL") or f"{REDIS}/14"
 PUSH_BENCH_REDIS_URL = f"{REDIS}/15"  # bench/push: not the stream tests' database
 
 PG_ADMIN_DSN = os.environ.get("MECC_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres "
@@ -168,9 +169,19 @@ def service_env(database_url: str, redis_url: str, var_dir: Path, *,
     return env
 
 
+def mecc_cli(env: Mapping[str, str], *args: str, timeout: float = 180) -> str:
+    """Run the `mecc` command; its standard output, or RuntimeError with what it said."""
+    done = subprocess.run([MECC, *args], env=dict(env), capture_output=True, text=True,
+                          timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"mecc {' '.join(args)} exited with {done.returncode}:\n"
+                           f"{done.stdout[-2000:]}{done.stderr[-4000:]}")
+    return done.stdout
+
+
 def seed(env: Mapping[str, str]) -> None:
     """Migrate and load the default rule pack and services, as `make run` does."""
-    subprocess.run([MECC, "seed"], env=dict(env), check=True, capture_output=True, timeout=180)
+    mecc_cli(env, "seed")
 
 
 @dataclass(frozen=True)
@@ -184,11 +195,9 @@ def create_key(env: Mapping[str, str], organisation: str = "*",
                scopes: Sequence[str] = DEFAULT_SCOPES, *, callback_hosts: Sequence[str] = (),
                name: str | None = None) -> Key:
     """`mecc keys create --json`, as an administrator makes a key."""
-    argv = [MECC, "keys", "create", "--json", "--name", name or f"harness-{uuid.uuid4().hex[:6]}",
+    argv = ["keys", "create", "--json", "--name", name or f"harness-{uuid.uuid4().hex[:6]}",
             "--organisation", organisation]
     argv += [a for scope in scopes for a in ("--scope", scope)]
     argv += [a for host in callback_hosts for a in ("--callback-host", host)]
-    out = subprocess.run(argv, env=dict(env), check=True, capture_output=True, text=True,
-                         timeout=60)
-    created = json.loads(out.stdout.strip().splitlines()[-1])
+    created = json.loads(mecc_cli(env, *argv, timeout=60).strip().splitlines()[-1])
     return Key(str(created["id"]), str(created["key"]), str(created["webhook_secret"]))

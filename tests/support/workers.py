@@ -23,9 +23,14 @@ T = TypeVar("T")
 
 def worker_env(settings: Mapping[str, Any]) -> dict[str, str]:
     """The environment of a process reading the same settings as the app under test."""
+    # A broker other than the stack's Redis (RabbitMQ: tests/support/rabbitmq.py).
+    broker = {"MECC_BROKER_URL": str(settings["broker_url"])} if settings.get("broker_url") else {}
+    if settings.get("broker_delivery_limit"):  # queues declared twice must agree on it
+        broker["MECC_BROKER_DELIVERY_LIMIT"] = str(settings["broker_delivery_limit"])
     return service_env(str(settings["database_url"]), str(settings["redis_url"]),
                        Path(settings["var_dir"]), secret_key=str(settings["secret_key"]),
-                       pseudonym_key=str(settings["pseudonym_key"]), MECC_LOG_LEVEL="INFO")
+                       pseudonym_key=str(settings["pseudonym_key"]), MECC_LOG_LEVEL="INFO",
+                       **broker)
 
 
 @contextmanager

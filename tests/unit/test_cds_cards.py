@@ -183,8 +183,12 @@ def test_discovery_has_the_shape_of_the_spec_example() -> None:
         assert all(isinstance(v, str) for v in service["prefetch"].values())
         prefetch = service["prefetch"]
         assert prefetch["patient"] == "Patient/{{context.patientId}}"
+        # No status filter on Conditions, and paused medicines fetched too: an absence rule
+        # must see every diagnosis and treatment that could contradict it.
         assert prefetch["conditions"] == (
-            "Condition?patient={{context.patientId}}&clinical-status=active")
+            "Condition?patient={{context.patientId}}")
+        assert prefetch["medications"].endswith("&status=active,on-hold")
+        assert prefetch["medicationRequests"].endswith("&status=active,on-hold")
         assert prefetch["observations"].startswith(
             "Observation?patient={{context.patientId}}&code=72166-2,39156-5,")
         assert prefetch["observations"].endswith("&_sort=-date")
@@ -235,7 +239,7 @@ def test_a_card_has_the_spec_card_shape() -> None:
     assert card["selectionBehavior"] == "at-most-one"
     assert [s["label"] for s in card["suggestions"]] == [
         "Refer to Stop Smoking (example)", "Refer to a local stop smoking service"]
-    assert all(s["actions"] == [] and uuid.UUID(s["uuid"]) for s in card["suggestions"])
+    assert all(uuid.UUID(s["uuid"]) for s in card["suggestions"])
     assert card["suggestions"][0]["uuid"] == cds.suggestion_uuid(p.id, 0)  # stable
     assert card["links"] == [{"label": "Stop Smoking (example): referral",
                               "url": "https://example.org/stop/refer", "type": "absolute"}]
@@ -404,3 +408,26 @@ def test_the_audience_is_the_url_called() -> None:
                                  "/cds-services/x") == "http://localhost/cds-services/x"
     assert cds.expected_audience("http://10.0.0.5/cds-services/x", "https://mecc.example/",
                                  "/cds-services/x") == "https://mecc.example/cds-services/x"
+
+
+def test_a_referral_suggestion_creates_a_draft_service_request_valid_in_fhir_r4() -> None:
+    from fhir.resources.R4B.servicerequest import ServiceRequest
+
+    p = prompt()
+    card = cds.card_for(p, "Smoker - very brief advice on stopping")
+    for suggestion, named in zip(card["suggestions"], (True, False), strict=True):
+        (action,) = suggestion["actions"]
+        assert action["type"] == "create" and action["description"]
+        request = action["resource"]
+        ServiceRequest.model_validate(request)  # R4B: ServiceRequest is R4's
+        assert (request["status"], request["intent"]) == ("draft", "proposal")
+        assert request["subject"] == {"reference": "Patient/p"}
+        performer = request["performer"][0]
+        assert ("identifier" in performer) is named
+        assert request["code"]["coding"][0]["code"] == (
+            "stop_smoking" if not named else "smoking")
+    first = card["suggestions"][0]["actions"][0]["resource"]
+    assert first["performer"][0] == {
+        "display": "Stop Smoking (example)",
+        "identifier": {"system": "https://mecc-prompts.example/fhir/service-id",
+                       "value": "svc-1"}}

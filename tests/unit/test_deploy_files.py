@@ -29,3 +29,30 @@ def test_ci_calls_make_test_and_the_readme_opens_with_the_two_commands() -> None
     readme = (ROOT / "README.md").read_text()
     block = readme.split("```sh", 1)[1].split("```", 1)[0].split()
     assert block == ["make", "run", "make", "test"]
+
+
+def test_the_rabbitmq_profile_is_a_three_node_cluster_with_workers_of_its_own() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    nodes = [f"rabbitmq-{i}" for i in (1, 2, 3)]
+    conf = (ROOT / "deploy" / "rabbitmq" / "rabbitmq.conf").read_text()
+    for i, name in enumerate(nodes, 1):
+        node = services[name]
+        assert node["profiles"] == ["rabbitmq"] and node["hostname"] == name
+        assert node["environment"]["RABBITMQ_ERLANG_COOKIE"].startswith("${")
+        assert "healthcheck" in node
+        assert any(v.endswith(":/etc/rabbitmq/rabbitmq.conf:ro") for v in node["volumes"])
+        assert f"classic_config.nodes.{i} = rabbit@{name}" in conf
+    workers = services["worker-rabbitmq"]
+    assert workers["profiles"] == ["rabbitmq"]
+    assert str(workers["deploy"]["replicas"]).startswith("${MECC_WORKERS")
+    assert workers["command"][-2:] == ["--queues", "celery"]
+    backtests = services["backtest-worker-rabbitmq"]
+    assert backtests["command"][-2:] == ["--queues", "backtests"]
+    # Every mecc process reads the broker from one setting: Redis unless it is set.
+    for name in ("api", "worker", "beat", "worker-rabbitmq", "backtest-worker-rabbitmq"):
+        assert services[name]["environment"]["MECC_BROKER_URL"] == "${MECC_BROKER_URL:-}"
+    # Nothing outside the profile depends on RabbitMQ: `docker compose up` runs without it.
+    for name, service in services.items():
+        if "rabbitmq" not in service.get("profiles", []):
+            assert not any(d.startswith("rabbitmq") for d in service.get("depends_on", {})), name

@@ -327,8 +327,12 @@ def test_onset_after_the_contact_is_refused() -> None:
 
 # ------------------------------------------------------------------------------ list limits
 def test_list_limits() -> None:
-    load(make_event(conditions=[{"group": "copd"}] * 100))
-    assert list(errors(make_event(conditions=[{"group": "copd"}] * 101))) == ["conditions"]
+    # The limit counts distinct codes (issue 10: real records list one code many times).
+    load(make_event(conditions=[{"group": "copd"}] * 300))
+    assert list(errors(make_event(conditions=[{"group": "copd"}] * 301))) == ["conditions"]
+    distinct = [{"system": "http://snomed.info/sct", "code": str(100000 + n)} for n in range(101)]
+    load(make_event(conditions=distinct[:100]))
+    assert list(errors(make_event(conditions=distinct))) == ["conditions"]
     topics = [f"t{i}" for i in range(30)]
     load(make_event(preferences={"declined_topics": topics}))
     assert list(errors(make_event(preferences={"declined_topics": [*topics, "t30"]}))) == [

@@ -17,8 +17,8 @@ import pytest
 
 from mecc.clinical.catalogue import load_catalogue
 from mecc.interop import fhir
-from mecc.interop.fhir import observation as observations
 from mecc.interop.fhir import body, scores, smoking, units
+from mecc.interop.fhir import observation as observations
 from mecc.platform.errors import ValidationFailed
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -432,3 +432,26 @@ def test_the_mapping_is_fast_enough_for_a_lifetime_record() -> None:
     for _ in range(5):
         run(body)
     assert (datetime.now(UTC) - started).total_seconds() / 5 < 0.5
+
+
+def test_the_event_limit_counts_distinct_codes() -> None:
+    event = run(record("uk_healthy.json")).event
+    same = {"system": SNOMED, "code": "44054006"}
+    EVENTS.load(event | {"conditions": [same] * 150})
+    distinct = [{"system": SNOMED, "code": str(100000 + n)} for n in range(101)]
+    with pytest.raises(Exception, match="At most 100 distinct codes"):
+        EVENTS.load(event | {"conditions": distinct})
+
+
+def test_urn_uuid_subjects_resolve_to_the_one_patient() -> None:
+    """CDS prefetch built from a transaction Bundle: the Patient arrives without its fullUrl,
+    the Observations still name it by urn:uuid. Another Patient's id is still refused."""
+    body = record("uk_healthy.json")
+    patient = body["entry"][0]
+    patient["resource"]["id"] = "pat-1"
+    del patient["fullUrl"]
+    result = run(body)
+    assert result.event["facts"]["hba1c_mmol_mol"] == 44.0
+    other = add(body, obs((SNOMED, "60621009"), **qty(40.0, "kg/m2"),
+                          subject={"reference": "Patient/someone-else"}))
+    assert any("not the Patient" in r for r in reasons(run(other)))

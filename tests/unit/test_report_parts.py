@@ -76,14 +76,14 @@ def test_percentiles_interpolate_like_percentile_cont() -> None:
     assert percentile([7], 0.9) == 7
     assert percentile([1, 2, 3, 4], 0.5) == 2.5
     assert percentile(range(1, 11), 0.9) == 9.1
-    summary = summarise([("s1", "blue", "d1", 3), ("s1", "blue", "d2", 5),
-                         ("s2", "blue", "d1", 1), ("s1", "red", "d1", 2),
-                         (None, "blue", "d1", 4)])
-    # s1 on d1 got 3 (blue) + 2 (red): one staff-day of 5.
-    assert summary["per_staff_day"] == {"median": 5.0, "p90": 5.0, "max": 5}
-    assert summary["staff_days"] == 3 and summary["without_staff"] == 4
+    summary = summarise([("s1", "blue", "d1", 5), ("s1", "blue", "d2", 5),
+                         ("s2", "blue", "d1", 1), ("s3", "red", "d1", 2),
+                         (None, None, "d1", 4)])
+    assert summary["per_staff_day"] == {"median": 3.5, "p90": 5.0, "max": 5}
+    assert summary["staff_days"] == 4 and summary["without_staff"] == 4
+    assert summary["pushed"] == 17 and summary["staff"] == 3
     blue = next(t for t in summary["teams"] if t["team"] == "blue")
-    assert (blue["staff_days"], blue["median"], blue["max"]) == (3, 3.0, 5)
+    assert (blue["staff"], blue["staff_days"], blue["median"], blue["max"]) == (2, 3, 5.0, 5)
 
 
 def _referral_row(draw: st.DrawFn) -> dict[str, int]:

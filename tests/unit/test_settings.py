@@ -151,3 +151,18 @@ def test_the_lease_must_outlast_the_task_time_limit(tmp_path: Path, lease: str,
                               MECC_TASK_TIME_LIMIT=limit))
     with pytest.raises(SettingsError, match="longer than"):
         Settings.from_env(env(tmp_path)).with_overrides({"task_time_limit": 90})
+
+
+def test_the_report_thresholds_come_from_the_environment(tmp_path: Path) -> None:
+    defaults = Settings.from_env({"MECC_VAR_DIR": str(tmp_path)})
+    assert (defaults.report_min_cell, defaults.fatigue_override_rate,
+            defaults.fatigue_min_prompts) == (5, 0.7, 20)
+    chosen = Settings.from_env({"MECC_VAR_DIR": str(tmp_path), "MECC_REPORT_MIN_CELL": "0",
+                                "MECC_FATIGUE_OVERRIDE_RATE": "0.5",
+                                "MECC_FATIGUE_MIN_PROMPTS": "50"})
+    assert (chosen.report_min_cell, chosen.fatigue_override_rate,
+            chosen.fatigue_min_prompts) == (0, 0.5, 50)
+    for name, bad in (("MECC_REPORT_MIN_CELL", "-1"), ("MECC_FATIGUE_OVERRIDE_RATE", "1.5"),
+                      ("MECC_FATIGUE_MIN_PROMPTS", "0"), ("MECC_REPORT_MIN_CELL", "five")):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({"MECC_VAR_DIR": str(tmp_path), name: bad})

@@ -53,9 +53,9 @@ def event(when: str = "2026-03-01T10:00:00", *, event_id: str = "ev-now",
 
 
 def past(when: str, status: str, *, rule_key: str = "smoking-vba", topic: str = "smoking",
-         event_id: str = "ev-past") -> PastPrompt:
+         event_id: str = "ev-past", organisation: str | None = None) -> PastPrompt:
     return PastPrompt(rule_key=rule_key, topic=topic, contact_at=at(when), status=status,
-                      event_id=event_id)
+                      event_id=event_id, organisation=organisation)
 
 
 def run(ev: ContactEvent, rules: list[RuleDef], *prompts: PastPrompt,
@@ -343,6 +343,35 @@ def test_every_suppression_has_a_known_code_and_a_sentence():
         assert item.reason.endswith(".") and len(item.reason) > 20
         assert item.to_dict()["rule"] == {"key": item.rule_key, "version": 1}
     assert shown_keys(result) == ["topic-a"]
+
+
+# --- another organisation's history (issue 13, finding 1) ----------------------------------------
+
+ELSEWHERE = "A81001"
+
+
+@pytest.mark.parametrize("history", [
+    (past("2026-02-20T08:00:00", "declined", organisation=ELSEWHERE),),
+    (past("2026-02-20T08:00:00", "referred", organisation=ELSEWHERE),),
+    (past("2026-03-01T08:00:00", "new", organisation=ELSEWHERE),),
+])
+def test_another_organisations_history_suppresses_without_saying_what_it_was(history):
+    result = run(event(), [rule()], *history)
+    assert reasons(result) == {"smoking-vba": "history_elsewhere"}
+    text = result.suppressed[0].reason
+    for revealing in ("smoking", "2026", "declin", "referred", "followed"):
+        assert revealing not in text, text
+
+
+def test_the_organisations_own_history_keeps_its_specific_reason():
+    history = (past("2026-02-20T08:00:00", "declined", organisation=ELSEWHERE),
+               past("2026-02-25T08:00:00", "conversation_had", organisation="Y02345"))
+    assert reasons(run(event(), [rule()], *history)) == {"smoking-vba": "cooldown"}
+
+
+def test_another_organisations_history_outside_its_window_suppresses_nothing():
+    old = past("2025-01-01T08:00:00", "declined", organisation=ELSEWHERE)
+    assert shown_keys(run(event(), [rule()], old)) == ["smoking-vba"]
 
 
 def test_result_does_not_depend_on_input_order():

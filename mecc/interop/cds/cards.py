@@ -14,6 +14,9 @@ from mecc.interop import fhir
 from mecc.store.models import Prompt, RuleVersion
 
 TOPIC_SYSTEM = f"{fhir.MECC_CODE_SYSTEMS}/topic"
+# The service-type and service-id systems of our referral ServiceRequests (mecc/referrals/fhir.py
+# uses the same), so a proposed referral and the referral it becomes name the service alike.
+REFERRAL_SYSTEM = "https://mecc-prompts.example/fhir"
 OVERRIDE_REASON_SYSTEM = f"{fhir.MECC_CODE_SYSTEMS}/override-reason"
 # (code, display, the prompt outcome it records)
 OVERRIDE_REASONS = (
@@ -48,6 +51,37 @@ def override_reasons() -> list[dict[str, str]]:
             for code, display, _ in OVERRIDE_REASONS]
 
 
+def referral_request(prompt: Prompt, suggestion: Mapping[str, Any]) -> dict[str, Any]:
+    """A FHIR R4 ServiceRequest proposing the referral a suggestion offers: a draft for the
+    clinician to confirm in their own system (CDS Hooks `create` action). The subject is the
+    Patient in the hook's context (the event's person.id is its id); the service is the
+    performer, named by its directory id (a generic suggestion names only the service type)."""
+    name = suggestion.get("name") or str(suggestion.get("label") or "").removeprefix("Refer to ")
+    service_type = str(suggestion.get("service_type") or prompt.topic)
+    performer: dict[str, Any] = {"display": name}
+    if suggestion.get("service_id"):
+        performer["identifier"] = {"system": f"{REFERRAL_SYSTEM}/service-id",
+                                   "value": str(suggestion["service_id"])}
+    return {
+        "resourceType": "ServiceRequest", "status": "draft", "intent": "proposal",
+        "category": [{"coding": [{"system": fhir.SNOMED, "code": "3457005",
+                                  "display": "Patient referral"}]}],
+        "code": {"coding": [{"system": f"{REFERRAL_SYSTEM}/service-type", "code": service_type,
+                             "display": service_type.replace("_", " ")}], "text": name},
+        "subject": {"reference": f"Patient/{prompt.person_id}"},
+        "performer": [performer],
+        "reasonCode": [{"coding": [{"system": TOPIC_SYSTEM, "code": prompt.topic,
+                                    "display": topic_display(prompt.topic)}],
+                        "text": fit_summary(prompt.summary)}],
+    }
+
+
+def referral_action(prompt: Prompt, suggestion: Mapping[str, Any]) -> dict[str, Any]:
+    request = referral_request(prompt, suggestion)
+    return {"type": "create", "description": f"Propose a referral to {request['code']['text']} "
+            "(a draft ServiceRequest to confirm).", "resource": request}
+
+
 def card_for(prompt: Prompt, rule_title: str) -> dict[str, Any]:
     """One CDS Hooks card for one shown prompt."""
     source: dict[str, Any] = {"label": f"MECC Prompts: {rule_title}"}
@@ -63,8 +97,8 @@ def card_for(prompt: Prompt, rule_title: str) -> dict[str, Any]:
         card["detail"] = prompt.detail
     suggestions: list[dict[str, Any]] = [
         {"label": s.get("label") or "Refer", "uuid": suggestion_uuid(prompt.id, i),
-         "actions": []}
-        for i, s in enumerate(prompt.suggestions or [])]
+         "actions": [referral_action(prompt, s)]}
+        for i, s in enumerate(prompt.suggestions or []) if isinstance(s, Mapping)]
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "at-most-one"

@@ -24,6 +24,7 @@ from mecc.intake import service as intake
 from mecc.interop import fhir
 from mecc.interop.cds.cards import build_cards
 from mecc.interop.cds.clients import Caller
+from mecc.interop.cds.fetch import fetch_missing
 from mecc.interop.cds.services import IDENT, CdsService
 from mecc.platform.db import utcnow
 from mecc.platform.errors import Conflict, MeccError, ValidationFailed, describe
@@ -144,7 +145,8 @@ def hook_resources(req: HookRequest) -> tuple[list[fhir.Located], list[dict[str,
     if not any(loc.type == "Patient" for loc in kept):
         raise PreconditionFailed(
             f"The prefetch must hold Patient/{patient_id} (prefetch key 'patient', template "
-            "Patient/{{context.patientId}}); this service fetches nothing itself.",
+            "Patient/{{context.patientId}}), or the call must name a fhirServer registered "
+            "for this client (with fhirAuthorization) for the service to fetch it from.",
             errors={"prefetch.patient": [f"Patient/{patient_id} is required."]})
     if not any(loc.type == "Encounter" for loc in kept):
         encounter_id = req.context.get("encounterId") or req.hook_instance
@@ -154,7 +156,7 @@ def hook_resources(req: HookRequest) -> tuple[list[fhir.Located], list[dict[str,
 
 
 def map_hook(req: HookRequest, caller: Caller, svc: CdsService, catalogue: Any,
-             now: datetime) -> fhir.MappingResult:
+             now: datetime, terms: fhir.CodeTables | None = None) -> fhir.MappingResult:
     resources, ignored = hook_resources(req)
     principal = caller.principal
     defaults = fhir.Defaults(
@@ -164,7 +166,7 @@ def map_hook(req: HookRequest, caller: Caller, svc: CdsService, catalogue: Any,
         occurred_at=now if svc.hook == "patient-view" else None,
         occurred_at_fallback=now,
         staff_reference=req.context.get("userId"))
-    result = fhir.map_resources(resources, catalogue=catalogue, defaults=defaults)
+    result = fhir.map_resources(resources, catalogue=catalogue, defaults=defaults, terms=terms)
     result.ignored[:0] = ignored
     return result
 
@@ -179,7 +181,19 @@ class HookAnswer:
 def call_service(runtime: Runtime, caller: Caller, svc: CdsService, body: Any) -> dict[str, Any]:
     """Store the hook call as a contact event, evaluate it now, answer its cards."""
     req = parse_hook_request(body, svc)
-    result = map_hook(req, caller, svc, runtime.catalogue, utcnow())
+    # What the prefetch lacks, from the call's fhirServer (fetch.py); the stored request (and
+    # so its idempotency) is the call as sent.
+    fetched = fetch_missing(body, req.context, req.prefetch, svc, caller)
+    req.prefetch.update(fetched.found)
+    try:
+        result = map_hook(req, caller, svc, runtime.catalogue, utcnow(),
+                          fhir.code_tables(runtime.settings.config_dir))
+    except PreconditionFailed as exc:
+        if fetched.problems:
+            raise PreconditionFailed(f"{exc.detail} Fetching: {'; '.join(fetched.problems)}.",
+                                     errors=exc.errors) from None
+        raise
+    result.ignored[:0] = fetched.notes
     row, created = _store_event(runtime, caller, req, result)
     answer = _evaluate(runtime, row, created)
     with runtime.db.session() as session:
@@ -214,7 +228,8 @@ def _store_event(runtime: Runtime, caller: Caller, req: HookRequest,
         except IntegrityError:
             session.rollback()
             existing = session.scalar(select(Event).where(
-                Event.source == row.source, Event.event_id == row.event_id))
+                Event.organisation == row.organisation, Event.source == row.source,
+                Event.event_id == row.event_id))
             if existing is None:
                 raise
             if existing.body_hash != row.body_hash:

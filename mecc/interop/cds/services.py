@@ -24,19 +24,34 @@ class CdsService:
     def definition(self) -> dict[str, Any]:
         return {"hook": self.hook, "title": self.title, "description": self.description,
                 "id": self.id, "prefetch": dict(self.prefetch),
-                "usageRequirements": "Prefetch of the Patient is required (412 without it). "
-                                     "Authenticate with a JWT signed by a key registered "
-                                     "for the client's iss, or with an API key."}
+                "usageRequirements": "The Patient is required: prefetched, or fetched from "
+                                     "the call's fhirServer when it is registered for the "
+                                     "client (412 without either). Authenticate with a JWT "
+                                     "signed by a key registered for the client's iss, or "
+                                     "with an API key (no fetch)."}
 
 
 def _prefetch(*, encounter: bool) -> dict[str, str]:
-    codes = ",".join((*fhir.PREFETCH_LOINC, *fhir.PREFETCH_SNOMED))
+    """The prefetch templates; also the FHIR searches run against a call's fhirServer when the
+    prefetch lacks them (fetch.py). The observation codes are every code the mapping reads:
+    the standard ones and the UK lists' SNOMED CT codes (config/terminology)."""
+    uk = sorted(fhir.default_tables().observation_codes - set(fhir.PREFETCH_SNOMED),
+                key=lambda c: (len(c), c))
+    codes = ",".join((*fhir.PREFETCH_LOINC, *fhir.PREFETCH_SNOMED, *uk))
     templates = {"patient": "Patient/{{context.patientId}}"}
     if encounter:
         templates["encounter"] = "Encounter/{{context.encounterId}}"
-    templates["conditions"] = "Condition?patient={{context.patientId}}&clinical-status=active"
+    # Every Condition, not only clinical-status=active: a diagnosis sent without a status, or
+    # resolved later, is judged by the mapper (RULE-PACK.md "Current, not historic"); filtering
+    # here would hide the very diagnosis an absence rule (DPP, blood pressure) must see.
+    templates["conditions"] = "Condition?patient={{context.patientId}}"
     templates["observations"] = (
         f"Observation?patient={{{{context.patientId}}}}&code={codes}&_sort=-date")
+    # A paused (on-hold) medicine still says the person is treated for the condition.
+    templates["medications"] = (
+        "MedicationStatement?patient={{context.patientId}}&status=active,on-hold")
+    templates["medicationRequests"] = (
+        "MedicationRequest?patient={{context.patientId}}&status=active,on-hold")
     return templates
 
 

@@ -57,8 +57,8 @@ def map_condition(ctx: MappingContext, loc: Located) -> Coded | None:
     cond = loc.resource
     if not about_the_patient(ctx, loc) or not _current(ctx, loc):
         return None
-    dated = _dated(ctx, loc)
-    if dated is False:
+    dated, late = _dated(ctx, loc)
+    if late:
         return None
     for i, coding in codings(cond.get("code")):
         system, code = coding_key(coding)
@@ -128,9 +128,9 @@ def _current(ctx: MappingContext, loc: Located) -> bool:
     return True
 
 
-def _dated(ctx: MappingContext, loc: Located) -> tuple[str, str] | None | bool:
-    """(date, element) the Condition is dated by (its onset, else when it was recorded); None
-    when undated; False (and reported) when that is after the contact: not known then."""
+def _dated(ctx: MappingContext, loc: Located) -> tuple[tuple[str, str] | None, bool]:
+    """((date, element) the Condition is dated by: its onset, else when it was recorded; None
+    when undated), and whether that is after the contact (reported: not known then)."""
     cond = loc.resource
     found: tuple[str, str] | None = None
     for element, raw in (("onsetDateTime", cond.get("onsetDateTime")),
@@ -141,14 +141,14 @@ def _dated(ctx: MappingContext, loc: Located) -> tuple[str, str] | None | bool:
             found = (raw, element)
             break
     if found is None or ctx.occurred is None:
-        return found
+        return found, False
     moment = parse_datetime(found[0])
     # A date alone is compared by day: a diagnosis made during the contact is a fact of it.
     if moment is not None and after_contact(moment.date() if len(found[0]) <= 10 else moment,
                                             ctx.occurred):
         ctx.ignore(loc, f"It is dated after the contact ({found[1]} {found[0]}).", found[1])
-        return False
-    return found
+        return found, True
+    return found, False
 
 
 def _onset(ctx: MappingContext, loc: Located) -> tuple[str, str] | None:
@@ -201,7 +201,7 @@ def finish_conditions(ctx: MappingContext, found: list[Coded], limit: int
         undated = [c for c in entries if "onset_date" not in c.item]
         if undated:
             keep.append(undated[0])
-        unique = []
+        unique: list[Coded] = []
         for c in keep:
             if all(c.item != u.item for u in unique):
                 unique.append(c)

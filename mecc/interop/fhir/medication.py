@@ -1,10 +1,11 @@
-"""MedicationStatement / MedicationRequest (active) -> the event's current `medications`.
+"""MedicationStatement / MedicationRequest (active or on hold) -> the event's current
+`medications`.
 
 The medicine is its medicationCodeableConcept, or the Medication its medicationReference names
-(in the request, by fullUrl or type/id). dm+d (https://dmd.nhs.uk) and SNOMED CT codes are sent
-on; the value sets map them to medicine classes (diabetes, hypertension) so that a person being
-treated is never offered the prevention prompt their treatment contradicts. Other code systems
-(RxNorm) are reported: no published list maps them to those classes here.
+(contained in it, or in the request by fullUrl or type/id). dm+d (https://dmd.nhs.uk) and SNOMED
+CT codes are sent on; the value sets map them to medicine classes (diabetes, hypertension) so
+that a person being treated is never offered the prevention prompt their treatment contradicts.
+Other code systems (RxNorm) are reported: no published list maps them to those classes here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from mecc.interop.fhir.datatypes import coding_key, codings, describe_codes, par
 from mecc.interop.fhir.model import Located, Origin
 from mecc.interop.fhir.patient import about_the_patient
 
-CURRENT_STATUSES = {"MedicationStatement": ("active",), "MedicationRequest": ("active",)}
+# "on-hold": the medicine is paused, not stopped; the person is still being treated for the
+# condition, and a prompt its treatment contradicts would be wrong (RULE-PACK.md, "Absence").
+CURRENT_STATUSES = {"MedicationStatement": ("active", "on-hold"),
+                    "MedicationRequest": ("active", "on-hold")}
 DMD_CODE_MAX = 18
 
 
@@ -55,6 +59,13 @@ def medicine_source(ctx: MappingContext, loc: Located) -> Located | None:
     """The Medication a statement's medicationReference names in this request, if any."""
     ref = loc.resource.get("medicationReference")
     target = ref.get("reference") if isinstance(ref, Mapping) else None
+    if isinstance(target, str) and target.startswith("#"):
+        # A contained Medication (`#med1`), as many systems send a prescription's medicine.
+        for i, inner in enumerate(loc.resource.get("contained") or ()):
+            if isinstance(inner, Mapping) and inner.get("resourceType") == "Medication" \
+                    and inner.get("id") == target[1:]:
+                return Located(inner, loc.at(f"contained[{i}]"))
+        return None
     found = ctx.resolve(target) if isinstance(target, str) else None
     return found if found is not None and found.type == "Medication" else None
 
@@ -74,7 +85,8 @@ def map_medication(ctx: MappingContext, loc: Located) -> Medicine | None:
     node = loc.resource
     status = node.get("status")
     if status not in CURRENT_STATUSES[loc.type]:
-        ctx.ignore(loc, f"status '{status}' is not a current medicine (active).", "status")
+        ctx.ignore(loc, f"status '{status}' is not a current medicine (active, "
+                   "on-hold).", "status")
         return None
     if not about_the_patient(ctx, loc):
         return None

@@ -90,6 +90,11 @@ def about_the_patient(ctx: MappingContext, loc: Located, element: str = "subject
         return True
     if ref.startswith("Patient?identifier=") and _names_patient(ref, patient):
         return True  # a conditional reference, as transaction Bundles carry them
+    if ref.startswith(("urn:uuid:", "urn:oid:")) and ctx.resolve(ref) is None:
+        # A Bundle-local id whose resource was not sent (a CDS client's prefetch built from a
+        # transaction Bundle): it names no other resource here, and one Patient is required,
+        # so it can only be that Patient.
+        return True
     ctx.ignore(loc, f"It is about {ref}, not the Patient of this request ({patient.ref}).",
                element)
     return False

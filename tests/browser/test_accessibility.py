@@ -1,0 +1,73 @@
+"""axe-core on the pages people sign in to: the rule editor, the reports dashboard and the
+staff screen opened by a signed-in person. No serious or critical violation.
+
+The staff screen with live cards (opened with a token) is checked in test_screen.py."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.accessibility import axe_violations
+from tests.support.factories import auth_header, make_event
+from tests.support.people import add_person, sign_in_on_page
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
+TIMEOUT_MS = 15_000
+
+
+@pytest.fixture
+def site(seeded: Any) -> Iterator[str]:
+    """The app under test served over HTTP (werkzeug, in a thread)."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, seeded, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="a11y-site", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    context.close()
+
+
+def test_rule_editor_and_reports_have_no_serious_violations(
+        site: str, page: Any, app: Any, client: Any, make_key: Any,
+        evaluate_pending: Any) -> None:
+    key = make_key()
+    for n in range(6):
+        body = make_event(person={"id": f"a11y-{n}", "age": 40 + n},
+                          facts={"smoking_status": "current", "bmi": 31.0 + n})
+        assert client.post("/api/v1/events", json=body,
+                           headers=auth_header(key)).status_code == 202
+    evaluate_pending()
+    email = add_person(app.extensions["mecc"].db, role="admin", organisation="*")
+
+    sign_in_on_page(page, site, email, next_path="/admin/rules")
+    page.locator("#rule-list tbody tr").first.wait_for()
+    assert axe_violations(page) == []
+    page.get_by_role("button", name="Open rule smoking-very-brief-advice").click()
+    page.locator("#editor").wait_for()
+    assert axe_violations(page) == []
+
+    page.goto(f"{site}/reports")
+    page.locator("#chart svg[role='img']").wait_for()
+    assert axe_violations(page) == []
+
+    page.goto(f"{site}/screen?organisation=Y02345")
+    page.wait_for_selector("#connection[data-state=live]")
+    assert axe_violations(page) == []
