@@ -10,6 +10,7 @@ staff) it may read. Renewals extend a token up to the end of the screen's sessio
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -213,3 +214,17 @@ def in_context(runtime: Runtime, flt: StreamFilter, *, person_id: str | None,
             message = "This contact came from another source."
             raise ValidationFailed(message, errors={"source": [message]})
         return replace(flt, person_id=row.person_id, source=row.source, event=row.id)
+
+
+def issue(runtime: Runtime, principal: Principal, asked: Mapping[str, Any], *,
+          ttl: int) -> tuple[str, StreamGrant]:
+    """A signed token, and its grant, for what `asked` names (organisation, team, staff_id,
+    person_id, source, event: each optional but the organisation of a '*' key), within what
+    the principal may see."""
+    flt = resolve_filter(principal, asked.get("organisation"), asked.get("team") or None,
+                         asked.get("staff_id") or None)
+    event = asked.get("event")
+    flt = in_context(runtime, flt, person_id=asked.get("person_id") or None,
+                     source=asked.get("source") or None, event=str(event) if event else None)
+    grant = new_grant(principal, flt, ttl=ttl)
+    return sign_grant(runtime.settings.secret_key, grant), grant

@@ -94,7 +94,7 @@ def loads_strict(data: bytes | str) -> Any:
     """A JSON body: ValueError (RepeatedKey, json.JSONDecodeError, UnicodeDecodeError) unless
     each key appears once per object. NaN and Infinity are read, for `unsafe_values` (or a
     number field) to refuse by name."""
-    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data  # RFC 8259: UTF-8
     return json.loads(text, object_pairs_hook=_no_repeated_keys)
 
 

@@ -35,7 +35,7 @@ def dead_letter_queue() -> Queue:
                  queue_arguments={"x-queue-type": "quorum"})
 
 
-class QuorumQueue(Queue):  # type: ignore[misc]
+class QuorumQueue(Queue):
     """A quorum work queue that declares its dead-letter queue first, wherever it is declared
     (worker, publisher or relay), so a message is never dead-lettered into nothing."""
 
@@ -81,7 +81,7 @@ def drain_dead_letters(connection: Connection, handle: Callable[[list[DeadLetter
     with connection.channel() as channel:
         bound = queue(channel)
         bound.declare()
-        messages = []
+        messages: list[Any] = []
         while len(messages) < limit:
             message = bound.get(no_ack=False, accept=["json"])
             if message is None:

@@ -14,7 +14,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -73,10 +72,9 @@ class Event(Base):
         Index("ix_events_status_next", "status", "next_attempt_at"),
         Index("ix_events_person", "source", "person_id"),
         Index("ix_events_org_occurred", "organisation", "occurred_at"),
-        # The erasure sweep finds the labels still held, oldest contact first.
+        # The labels the erasure sweep finds (partial on PostgreSQL, the production database).
         Index("ix_events_display_held", "occurred_at",
-              postgresql_where=text("person_display IS NOT NULL"),
-              sqlite_where=text("person_display IS NOT NULL")),
+              postgresql_where="person_display IS NOT NULL"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -95,11 +93,9 @@ class Event(Base):
     person_key: Mapped[str | None] = mapped_column(String(64), index=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # The validated event without the NHS number (it is never stored in clear) and without
-    # person.display, which is held only here:
+    # The validated event without the NHS number (never stored in clear) or person.display:
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    # the label staff see on screen, the one copy; erased (null) MECC_DISPLAY_RETENTION_HOURS
-    # after the contact (mecc.intake.display).
+    # its one copy, erased after the contact (mecc.intake.display).
     person_display: Mapped[str | None] = mapped_column(String(100))
     callback_url: Mapped[str | None] = mapped_column(String(2048))
     api_key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import marshmallow as ma
 from marshmallow import fields, validate
 
 from mecc.clinical.catalogue import Catalogue
@@ -58,7 +59,7 @@ class SourceBodySchema(Schema):
         "description": "An http(s) URL.", "example": "https://www.nice.org.uk/guidance/ng209"})
 
 
-def rule_body_schema(catalogue: Catalogue, *, for_update: bool) -> type[Schema]:
+def rule_body_schema(catalogue: Catalogue, *, for_update: bool) -> type[ma.Schema]:
     """The rule body of POST /rules (key required) or PUT /rules/{key} (key from the URL)."""
     def values(fact: str) -> tuple[str, ...]:
         spec = catalogue.facts.get(fact)

@@ -227,17 +227,18 @@ class StandardResponses(BasePlugin):
             for status in sorted(_expected_errors(path or "", operation)):
                 if str(status) not in present:
                     responses[str(status)] = _BY_STATUS[status]
-            if (path, method) in CONFLICTS and "409" not in present:
+            conflict = CONFLICTS.get((path or "", method))
+            if conflict is not None and "409" not in present:
                 responses["409"] = {
-                    "description": CONFLICTS[(path, method)],
+                    "description": conflict,
                     "content": {PROBLEM_JSON: {"schema": "Problem"}}}
             example = REQUEST_EXAMPLES.get(operation.get("operationId", ""))
             for media in operation.get("requestBody", {}).get("content", {}).values():
                 if example is not None and isinstance(media, dict):
                     media.setdefault("example", example)
-            for (link_path, link_method, status), links in LINKS.items():
+            for (link_path, link_method, link_status), links in LINKS.items():
                 if link_path != path or link_method != method:
                     continue
-                response = responses.get(status, responses.get(int(status)))
+                response = responses.get(link_status, responses.get(int(link_status)))
                 if isinstance(response, dict):
                     response.setdefault("links", {}).update(links)

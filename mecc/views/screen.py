@@ -79,15 +79,12 @@ def screen() -> Any:
 
 def _token_for(person: Principal) -> str:
     """A stream token for a signed-in person: their organisation (a person for every
-    organisation names one with `?organisation=`), optionally narrowed to a team or staff id."""
+    organisation names one with `?organisation=`), optionally narrowed to a team or staff id,
+    or to one person (`?person_id=&source=`) or one contact (`?event=`)."""
     runtime = current()
-    args = request.args
-    flt = tokens.resolve_filter(person, args.get("organisation"), args.get("team"),
-                                args.get("staff_id"))
-    flt = tokens.in_context(runtime, flt, person_id=args.get("person_id") or None,
-                            source=args.get("source") or None, event=args.get("event") or None)
-    grant = tokens.new_grant(person, flt, ttl=stream.stream_settings(runtime).token_seconds)
-    return tokens.sign_grant(runtime.settings.secret_key, grant)
+    token, _ = tokens.issue(runtime, person, request.args,
+                            ttl=stream.stream_settings(runtime).token_seconds)
+    return token
 
 
 def register(app: Flask) -> None:

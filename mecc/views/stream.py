@@ -185,14 +185,8 @@ def create_stream_token(body: dict[str, Any]) -> Any:
     narrowed to one person (`person_id`) or one contact (`event`)."""
     runtime = current()
     settings = stream.stream_settings(runtime)
-    flt = tokens.resolve_filter(g.principal, body["organisation"], body.get("team"),
-                                body.get("staff_id"))
-    event = body.get("event")
-    flt = tokens.in_context(runtime, flt, person_id=body.get("person_id"),
-                            source=body.get("source"), event=str(event) if event else None)
-    grant = tokens.new_grant(g.principal, flt, ttl=settings.token_seconds)
-    return {"token": tokens.sign_grant(runtime.settings.secret_key, grant),
-            "expires_at": grant.expires_at_iso}
+    token, grant = tokens.issue(runtime, g.principal, body, ttl=settings.token_seconds)
+    return {"token": token, "expires_at": grant.expires_at_iso}
 
 
 @blp.route("/stream-tokens/renew", methods=["POST"])

@@ -50,7 +50,7 @@ def test_rule_editor_and_reports_have_no_serious_violations(
         evaluate_pending: Any) -> None:
     key = make_key()
     for n in range(6):
-        body = make_event(person={"id": f"a11y-{n}", "age": 40 + n},
+        body = make_event(person={"id": f"a11y-{n}", "age": 40 + n, "sex": "male"},
                           facts={"smoking_status": "current", "bmi": 31.0 + n})
         assert client.post("/api/v1/events", json=body,
                            headers=auth_header(key)).status_code == 202
@@ -70,4 +70,13 @@ def test_rule_editor_and_reports_have_no_serious_violations(
 
     page.goto(f"{site}/screen?organisation=Y02345")
     page.wait_for_selector("#connection[data-state=live]")
+    page.locator("section.contact").nth(5).wait_for()
     assert axe_violations(page) == []
+
+    # Signed in, the screen opens for one person's record as a token-opened one does.
+    page.goto(f"{site}/screen?organisation=Y02345&person_id=a11y-2&source=emis-web")
+    page.wait_for_selector("#connection[data-state=live]")
+    page.locator("section.contact").first.wait_for()
+    assert {s.get_attribute("data-person-id")
+            for s in page.locator("section.contact").all()} == {"a11y-2"}
+    assert "a11y-2" in page.locator("#scope").inner_text()

@@ -158,8 +158,6 @@ def test_two_people_at_two_contacts_for_one_nurse(browser: Any, live_stack: Any)
     late = open_screen(browser, live_stack, token, width=400)
     late.wait_for_selector(f"li[data-prompt-id='{prompt_id}'][data-status=referred]",
                            state="attached", timeout=WAIT_MS)
-    print("WIDE", late.evaluate("""Array.from(document.querySelectorAll('*')).filter(e => e.getBoundingClientRect().right > 400).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right) + ' ' + (e.textContent||'').slice(0,40)).slice(0,30)"""))
-    late.screenshot(path="/tmp/h10_late.png", full_page=True)
     assert late.evaluate("document.documentElement.scrollWidth") <= 400
 
 

@@ -15,6 +15,7 @@ down_revision = "0005_issue14_reports_referrals"
 branch_labels = None
 depends_on = None
 
+# Partial on PostgreSQL (the labels still held); SQLite, for development, indexes every row.
 HELD = sa.text("person_display IS NOT NULL")
 
 
@@ -23,7 +24,7 @@ def upgrade() -> None:
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.add_column(sa.Column("person_display", sa.String(length=100), nullable=True))
     op.create_index("ix_events_display_held", "events", ["occurred_at"], unique=False,
-                    postgresql_where=HELD, sqlite_where=HELD)
+                    postgresql_where=HELD)
 
 
 def downgrade() -> None:
