@@ -549,9 +549,15 @@ def test_bad_fact_date_is_named(refused: Refusals, dates: dict[str, Any],
 
 
 def test_list_limits(app: Any, post: Any) -> None:
-    hundred = [{"group": "copd"}] * 100
-    assert post(make_event(conditions=hundred)).status_code == 202
-    assert_problem(post(make_event(conditions=hundred + [{"group": "copd"}])), 422, "conditions")
+    # At most 100 distinct codes; a code listed again (another onset date) counts once, up to
+    # 300 entries in all.
+    def snomed(n: int) -> dict[str, str]:
+        return {"system": "http://snomed.info/sct", "code": str(100000 + n)}
+
+    hundred = [snomed(n) for n in range(100)]
+    assert post(make_event(conditions=hundred + hundred[:50])).status_code == 202
+    assert_problem(post(make_event(conditions=[*hundred, snomed(100)])), 422, "conditions")
+    assert_problem(post(make_event(conditions=[snomed(0)] * 301)), 422, "conditions")
 
     thirty = [f"topic_{i}" for i in range(30)]
     assert post(make_event(preferences={"declined_topics": thirty})).status_code == 202
