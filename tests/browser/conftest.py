@@ -4,6 +4,7 @@ real stack — gunicorn API, Celery worker, Redis and a database."""
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,6 +79,22 @@ def running_stack(directory: Path, *, beat: bool = False, **extra_env: str
 def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
     with running_stack(tmp_path_factory.mktemp("screen")) as stack:
         yield stack
+
+
+@pytest.fixture
+def live_server(seeded: Any) -> Iterator[str]:
+    """The app under test served over HTTP (werkzeug, in a thread) for the page tests."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, seeded, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
 
 
 @pytest.fixture(scope="module")

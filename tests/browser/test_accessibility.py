@@ -5,7 +5,6 @@ The staff screen with live cards (opened with a token) is checked in test_screen
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,22 +20,6 @@ TIMEOUT_MS = 15_000
 
 
 @pytest.fixture
-def site(seeded: Any) -> Iterator[str]:
-    """The app under test served over HTTP (werkzeug, in a thread)."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, seeded, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="a11y-site", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-
-
-@pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -46,7 +29,7 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 def test_rule_editor_and_reports_have_no_serious_violations(
-        site: str, page: Any, app: Any, client: Any, make_key: Any,
+        live_server: str, page: Any, app: Any, client: Any, make_key: Any,
         evaluate_pending: Any) -> None:
     key = make_key()
     for n in range(6):
@@ -57,24 +40,24 @@ def test_rule_editor_and_reports_have_no_serious_violations(
     evaluate_pending()
     email = add_person(app.extensions["mecc"].db, role="admin", organisation="*")
 
-    sign_in_on_page(page, site, email, next_path="/admin/rules")
+    sign_in_on_page(page, live_server, email, next_path="/admin/rules")
     page.locator("#rule-list tbody tr").first.wait_for()
     assert axe_violations(page) == []
     page.get_by_role("button", name="Open rule smoking-very-brief-advice").click()
     page.locator("#editor").wait_for()
     assert axe_violations(page) == []
 
-    page.goto(f"{site}/reports")
+    page.goto(f"{live_server}/reports")
     page.locator("#chart svg[role='img']").wait_for()
     assert axe_violations(page) == []
 
-    page.goto(f"{site}/screen?organisation=Y02345")
+    page.goto(f"{live_server}/screen?organisation=Y02345")
     page.wait_for_selector("#connection[data-state=live]")
     page.locator("section.contact").nth(5).wait_for()
     assert axe_violations(page) == []
 
     # Signed in, the screen opens for one person's record as a token-opened one does.
-    page.goto(f"{site}/screen?organisation=Y02345&person_id=a11y-2&source=emis-web")
+    page.goto(f"{live_server}/screen?organisation=Y02345&person_id=a11y-2&source=emis-web")
     page.wait_for_selector("#connection[data-state=live]")
     page.locator("section.contact").first.wait_for()
     assert {s.get_attribute("data-person-id")

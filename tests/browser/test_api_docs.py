@@ -4,8 +4,6 @@ another origin), and "try it out" with an API key calls the API. A screenshot go
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,21 +12,6 @@ from tests.support import ROOT
 
 TIMEOUT_MS = 20_000
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-@pytest.fixture
-def live_server(seeded: Any) -> Iterator[str]:
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, seeded, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="docs-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
 
 
 @pytest.mark.browser
