@@ -36,7 +36,8 @@ API_DESCRIPTION = (
     "Making Every Contact Count prompts. Clinical and care systems send contact events; "
     "administrator-owned rules decide which healthy-lifestyle conversation or "
     "self-management / social-prescribing referral fits this person at this contact; the "
-    "prompts reach the member of staff in the room."
+    "prompts reach the member of staff in the room. No string anywhere may contain U+0000 "
+    "(NUL) or a lone surrogate: such a request is a 422 naming the field."
 )
 
 

@@ -8,6 +8,11 @@ from sqlalchemy.orm import Session
 
 from mecc.store.models import AuditEntry
 
+# What the log records changes to (GET /api/v1/audit filters by these; a test keeps the list
+# complete).
+ENTITIES = ("rule", "key", "prompt", "service", "referral", "user", "cds_client",
+            "webhook_delivery")
+
 
 def record(session: Session, *, actor: str, entity: str, key: str, action: str,
            detail: dict[str, Any] | None = None) -> None:

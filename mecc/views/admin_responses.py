@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from marshmallow import fields
 
+from mecc.admin.audit import ENTITIES
 from mecc.clinical.directory import SERVICE_TYPES
 from mecc.clinical.domain import INDICATORS, KINDS, RULE_STATUSES
 from mecc.platform.fields import Schema
@@ -148,7 +149,7 @@ class AuditEntrySchema(Schema):
     id = fields.Integer()
     at = IsoDateTime()
     actor = fields.String()
-    entity = _enum(("rule", "key", "prompt", "service"))
+    entity = _enum(ENTITIES)
     key = fields.String(allow_none=True)
     action = fields.String()
     detail = fields.Raw(allow_none=True, metadata={"description": "What changed (JSON)."})

@@ -20,7 +20,7 @@ from mecc.clinical.directory import SERVICE_TYPES
 from mecc.clinical.domain import INDICATORS, KINDS, RULE_STATUSES
 from mecc.clinical.rulepack import MAX_DAYS
 from mecc.platform.fields import Schema
-from mecc.views.openapi import NOT_BLANK, RULE_KEY_PATTERN, SERVICE_ID_PATTERN
+from mecc.views.openapi import NOT_BLANK, PY_SPACE, RULE_KEY_PATTERN, SERVICE_ID_PATTERN
 
 # What urlsplit() reads as an http(s) URL with a host (it drops tabs and line breaks).
 WEB_URL = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\t\n\r]"
@@ -114,8 +114,10 @@ def rule_body_schema(catalogue: Catalogue, *, for_update: bool) -> type[ma.Schem
 class ContactBodySchema(Schema):
     phone = fields.String(validate=validate.Regexp(NOT_BLANK), metadata={
         "example": "0800 123 4567"})
-    email = fields.String(validate=validate.Regexp(r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
-                          metadata={"example": "referrals@example.nhs.uk"})
+    # The directory's check is Python's `[^@\s]+@[^@\s]+\.[^@\s]+` (its own \s).
+    email = fields.String(validate=validate.Regexp(
+        rf"^[^@{PY_SPACE}]+@[^@{PY_SPACE}]+\.[^@{PY_SPACE}]+$"),
+        metadata={"example": "referrals@example.nhs.uk"})
     url = fields.String(validate=validate.Regexp(WEB_URL),
                         metadata={"example": "https://www.example.nhs.uk/stop-smoking"})
 

@@ -40,8 +40,9 @@ class ServiceIdConverter(BaseConverter):
 # A string with at least one character that Python's str.strip() keeps (StrictString and the
 # rule and service parsers refuse blank text): every character but Python's whitespace,
 # spelled out because ECMA's \s (what JSON Schema patterns use) is a different set.
-NOT_BLANK = (r"[^\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f"
-             r"\u205f\u3000]")
+PY_SPACE = (r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f"
+            r"\u205f\u3000")
+NOT_BLANK = f"[^{PY_SPACE}]"
 
 
 def _not_blank(_converter: Any, field: Any, ret: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -68,6 +69,12 @@ _BY_STATUS = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "N
               413: "REQUEST_ENTITY_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE",
               422: "UNPROCESSABLE_ENTITY", 429: "TOO_MANY_REQUESTS",
               503: "SERVICE_UNAVAILABLE"}
+
+
+# gunicorn answers a request line over its limit (8 KiB) itself, before the app: as HTML.
+URI_TOO_LONG = {"description": "The request line (path and query) is longer than the HTTP "
+                               "server reads; answered by gunicorn, not the app.",
+                "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
 def _expected_errors(path: str, operation: dict[str, Any]) -> set[int]:
@@ -227,6 +234,8 @@ class StandardResponses(BasePlugin):
             for status in sorted(_expected_errors(path or "", operation)):
                 if str(status) not in present:
                     responses[str(status)] = _BY_STATUS[status]
+            if "414" not in present:
+                responses["414"] = URI_TOO_LONG
             conflict = CONFLICTS.get((path or "", method))
             if conflict is not None and "409" not in present:
                 responses["409"] = {

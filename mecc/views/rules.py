@@ -10,6 +10,7 @@ from marshmallow import fields, validate
 
 from mecc.admin import dry_run as rule_admin
 from mecc.admin import rule_approval, rule_store
+from mecc.admin.audit import ENTITIES
 from mecc.platform.errors import ValidationFailed
 from mecc.platform.fields import Schema, one_of
 from mecc.platform.runtime import current
@@ -99,7 +100,7 @@ class RuleQuerySchema(Schema):
 
 
 class AuditQuerySchema(Schema):
-    entity = fields.String(validate=one_of(("rule", "key", "prompt", "service")))
+    entity = fields.String(validate=one_of(ENTITIES))
     key = fields.String(validate=validate.Length(max=100))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
     cursor = fields.Integer(validate=validate.Range(min=1))

@@ -226,8 +226,8 @@ def test_spec_documents_errors_as_problem_details(spec: dict[str, Any]) -> None:
         responses = spec["paths"][path][method]["responses"]
         assert expected[path] <= responses.keys(), (path, sorted(responses))
         for status, response in responses.items():
-            if status == "default" or int(status) < 400:
-                continue
+            if status == "default" or int(status) < 400 or status == "414":
+                continue  # 414 is gunicorn's own HTML answer, documented as such
             content = resolve(spec, response)["content"]
             assert list(content) == [PROBLEM_JSON], (path, status, content)
             assert resolve(spec, content[PROBLEM_JSON]["schema"]) == problem

@@ -71,6 +71,8 @@ def test_what_schemathesis_found_is_a_clear_answer_not_a_500(client: Any, make_k
             ("POST", "/api/v1/services", {**service, "referral_url": None, "contact": False},
              "contact"),
             ("POST", "/api/v1/rules", {**rule, "key": "validate", "sources": []}, "key"),
+            ("POST", "/api/v1/services", {**service, "referral_url": None,
+                                          "contact": {"email": "a\x1f@b.c"}}, "contact.email"),
             ("POST", "/api/v1/events", make_event(callback_url="https://[::1"), "callback_url"),
             ("GET", "/api/v1/reports/outcomes?from=0001-01-01&to=9999-12-31", None, "from"),
             ("GET", "/api/v1/reports/outcomes?to=0001-01-05", None, "to")):
@@ -82,3 +84,15 @@ def test_what_schemathesis_found_is_a_clear_answer_not_a_500(client: Any, make_k
         assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"POST", "OPTIONS"}
     assert client.post("/api/v1/rules/some-rule/versions/99999999999/approve",
                        headers=headers).status_code == 404
+
+
+def test_string_patterns_use_pythons_whitespace_not_ecmas(client: Any) -> None:
+    """The parsers strip and split on Python's whitespace (\\x1c-\\x1f included, U+FEFF not);
+    the spec's patterns spell that set out, so schema and server agree on every character."""
+    import re
+
+    spec = json.loads(client.get("/api/v1/openapi.json").get_data(as_text=True))
+    email = spec["components"]["schemas"]["ContactBody"]["properties"]["email"]["pattern"]
+    assert not re.search(email, "a\x1f@b.c") and re.search(email, "a@b.c")
+    name = spec["components"]["schemas"]["ServiceBody"]["properties"]["name"]["pattern"]
+    assert not re.search(name, "\x1c\u3000 ") and re.search(name, "\ufeff")

@@ -44,9 +44,10 @@ def fuzz_stack(workdir: Path, redis_url: str, *, prefix: str = "mecc_test_fuzz",
     workdir.mkdir(parents=True, exist_ok=True)
     database = new_database("postgresql", workdir, prefix=prefix, name=name, migrate=False)
     flush_redis(redis_url)
-    # No request limit: the run sends thousands of requests with one key on purpose.
+    # No request limits: the run sends thousands of requests with one key, and thousands
+    # without it from one address, on purpose (test_rate_limit.py tests both limits).
     env = service_env(database.url, redis_url, workdir / "var", MECC_RATE_LIMIT="off",
-                      MECC_LOG_LEVEL="WARNING")
+                      MECC_AUTH_FAILURE_LIMIT="off", MECC_LOG_LEVEL="WARNING")
     try:
         seed(env)
         # Every organisation: rules for all organisations need such a key (an organisation's

@@ -31,4 +31,11 @@ def sign_in_on_page(page: Any, base: str, email: str, *, next_path: str = "/admi
     page.get_by_label("Email address").fill(email)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{base}{next_path}")
+    # The first sign-in of a run pays for an Argon2 verification and a cold browser on a
+    # machine that may be busy: allow more than the page's default, and when it still does
+    # not arrive say what the page shows (a refused sign-in, a limit) rather than only "timeout".
+    try:
+        page.wait_for_url(f"{base}{next_path}", timeout=45_000)
+    except Exception as exc:  # noqa: BLE001 - re-raised with what the page said
+        raise AssertionError(f"sign-in did not reach {next_path}; the page at {page.url} "
+                             f"says: {page.inner_text('body')[:500]!r}") from exc

@@ -23,3 +23,11 @@ def test_every_owasp_item_names_tests_that_exist() -> None:
                    or not re.search(rf"^(async )?def {name}\(", (ROOT / path).read_text(),
                                     re.M)]
         assert missing == [], f"{item} names tests that do not exist: {missing}"
+
+
+def test_the_audit_entity_list_names_every_entity_the_code_records() -> None:
+    from mecc.admin.audit import ENTITIES
+
+    recorded = {m for path in (ROOT / "mecc").rglob("*.py")
+                for m in re.findall(r'\bentity="([a-z_]+)"', path.read_text())}
+    assert recorded and recorded <= set(ENTITIES), recorded - set(ENTITIES)
